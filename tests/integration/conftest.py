@@ -1,0 +1,18 @@
+import os
+import uuid
+
+import pytest
+
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
+
+
+@pytest.fixture
+def store(zfs_pool):
+    """A fresh, initialised store on the test pool; destroyed afterwards."""
+    key = "s" + uuid.uuid4().hex[:8]
+    config = StoreConfig(root="%s/%s" % (zfs_pool.name, key), mountpoint=os.path.join(str(zfs_pool.base), key))
+    store = Store(config, zfs_pool.zfs)
+    store.ensure()
+    yield store
+    zfs_pool.zfs.destroy(config.root, recursive=True)
+
