@@ -159,17 +159,22 @@ def cached_import(store: Store, request: ImportRequest, images: list) -> Optiona
     return None
 
 
+def already_present(store: Store, request: ImportRequest, images: list) -> Optional[Image]:
+    """The image a request asks for when the store has it already, found without reading the source."""
+    image = get_image(store, request.image_id, images) if request.image_id else None
+    image = image or cached_import(store, request, images)
+    if image:
+        _check_expected(image.manifest, image.id, request)
+    return image
+
+
 def plan_import(store: Store, request: ImportRequest) -> tuple:
     """(existing image or None, manifest, image ID) without changing anything (check mode)."""
     fetch.check_location(request.source, request.allow_http)
     images = list_images(store)
-    if request.image_id:
-        image = get_image(store, request.image_id, images)
-        if image:
-            return image, image.manifest, image.id
-    cached = cached_import(store, request, images)
-    if cached:
-        return cached, cached.manifest, cached.id
+    existing = already_present(store, request, images)
+    if existing:
+        return existing, existing.manifest, existing.id
     with _source_file(store, request, persistent=False) as path:
         manifest, _, image_id = aci.read_manifest(path, request.limits)
     _check_expected(manifest, image_id, request)
@@ -179,14 +184,15 @@ def plan_import(store: Store, request: ImportRequest) -> tuple:
 def import_image(store: Store, request: ImportRequest) -> tuple:
     """Import an ACI; returns (image, changed). Identical re-imports change nothing."""
     fetch.check_location(request.source, request.allow_http)
+    existing = already_present(store, request, list_images(store))
+    if existing:
+        return existing, False
     with store.lock():
         store.ensure()
         store.collect_garbage("images")
         images = list_images(store)
-        existing = (get_image(store, request.image_id, images) if request.image_id else None) \
-            or cached_import(store, request, images)
+        existing = already_present(store, request, images)
         if existing:
-            _check_expected(existing.manifest, existing.id, request)
             return existing, False
         with _source_file(store, request, persistent=True) as path:
             return _import_file(store, request, path, images)

@@ -123,14 +123,18 @@ class Store:
         """Create what is missing: the embedded pool, the root dataset and its sections."""
         if self.config.pool_file:
             self._ensure_embedded_pool()
-        if not self.zfs.exists(self.root):
+        try:
+            present = set(self.zfs.get_tree(self.root, (KIND,), depth=1))
+        except NotFound:
+            present = set()
+        if self.root not in present:
             os.makedirs(self.config.mountpoint, mode=0o755, exist_ok=True)
             self.zfs.create(self.root, {"mountpoint": self.config.mountpoint, KIND: "store"}, parents=True)
         for section in SECTIONS:
-            if not self.zfs.exists(self.dataset(section)):
+            if self.dataset(section) not in present:
                 props = {"atime": "off"} if section == "images" else {}
                 self.zfs.create(self.dataset(section), props)
-            os.chmod(self.path(section), 0o700)
+                os.chmod(self.path(section), 0o700)
 
     def _ensure_embedded_pool(self) -> None:
         pool, image = self.config.pool, self.config.pool_file
