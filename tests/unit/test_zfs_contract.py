@@ -236,14 +236,15 @@ def test_rename_remounts_the_old_name_when_the_rename_fails():
     assert fake.calls[-1] == ["zfs", "mount", "tank/p/a"]
 
 
-def test_get_tree_uses_list_p_where_supported():
-    out = "tank/p\t-\t98304\ntank/p/a\ttank/i/x@sealed\t\n"
+def test_get_tree_reads_with_zfs_get_and_probes_nothing():
+    # zfs-get(8): -H -p -d N -o name,property,value works on OpenZFS and zfs-fuse alike, so a read
+    # costs exactly one command, even where `zfs list -p` exists.
+    out = "tank/p\ttype\tfilesystem\ntank/p\torigin\t-\ntank/p/a\ttype\tfilesystem\ntank/p/a\torigin\ttank/i/x@seal\n"
     fake = FakeZfs([(0, out, "")])
-    tree = fake.zfs().get_tree("tank/p", ["origin", "used"])
-    assert fake.calls == [["zfs", "list", "-H", "-p", "-o", "name,origin,used", "-t", "filesystem",
-                           "-d", "1", "tank/p"]]
-    assert tree == {"tank/p": {"origin": "-", "used": "98304"},
-                    "tank/p/a": {"origin": "tank/i/x@sealed", "used": ""}}
+    tree = fake.zfs().get_tree("tank/p", ["origin"])
+    assert fake.calls == [["zfs", "get", "-H", "-p", "-d", "1", "-o", "name,property,value",
+                           "type,origin", "tank/p"]]
+    assert tree == {"tank/p": {"origin": "-"}, "tank/p/a": {"origin": "tank/i/x@seal"}}
 
 
 def test_get_tree_on_old_zfs_uses_get_and_filters_types():
@@ -295,13 +296,12 @@ def test_parse_zfs_list_recordings(name, rows, first):
                    for c in LIST_COLUMNS[1:])
 
 
-def test_parse_zfs_list_through_get_tree():
-    # The same bytes as zfs would hand them to get_tree (its own argv differs, see test_argv).
+def test_parse_zfs_list_recording_as_a_table():
+    # zfs-list(8) -H: one TAB between columns, '-' allowed in numeric ones.
     _, body = sample("zfs-list-H-p-2")
-    fake = FakeZfs([(0, body, "")])
-    tree = fake.zfs().get_tree("zata", ["avail", "used", "usedsnap", "usedds"], depth=None)
-    assert tree["zata/storage"]["usedds"] == "4954945380352"
-    assert list(tree) == ["zata", "zata/home", "zata/import", "zata/storage"]
+    rows = Z.parse_table(body, ("name", "avail", "used", "usedsnap", "usedds"))
+    assert {r["name"]: r["usedds"] for r in rows}["zata/storage"] == "4954945380352"
+    assert [r["name"] for r in rows] == ["zata", "zata/home", "zata/import", "zata/storage"]
 
 
 POOL_COLUMNS = ("name", "health", "size", "alloc", "free", "fragmentation", "capacity", "dedupratio")

@@ -401,11 +401,8 @@ class Zfs:
         types: comma-separated zfs types ("filesystem", "snapshot", "volume") or "all".
         """
         props = list(dict.fromkeys([props] if isinstance(props, str) else props))
-        if self.caps.parsable_list:
-            argv = argv_list(name, ["name"] + props, types, depth, recursive=depth is None)
-            return {row["name"]: {p: row[p] for p in props}
-                    for row in self._table(argv, ["name"] + props)}
-        # Old ZFS: no list -p and no get -t; ask for "type" too and filter here.
+        # `zfs get` works alike on every ZFS (zfs-fuse has neither `list -p` nor `get -t`), so
+        # reads need no capability probe: ask for "type" too and filter here.
         wanted = list(dict.fromkeys(["type"] + props))
         argv = argv_get(name, wanted, ("name", "property", "value"), depth, recursive=depth is None)
         tree, kinds = {}, {}
