@@ -1,7 +1,9 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) jetpack.runtime contributors
-# BSD 2-Clause License (see LICENSE)
+# Licensed under the BSD 2-Clause License (see LICENSE) or, at your option, under the
+# GNU General Public License version 3 or later (https://www.gnu.org/licenses/gpl-3.0.txt).
+# SPDX-License-Identifier: BSD-2-Clause OR GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ description:
   - Re-running a task whose image is present changes nothing. A local source file that has not changed
     since it was imported (same path, size, modification time and inode) is not read again.
 author:
-  - jetpack.runtime contributors
+  - jetpack.runtime contributors (@jetpack-runtime)
 extends_documentation_fragment:
   - jetpack.runtime.store
   - jetpack.runtime.store.ATTRIBUTES
@@ -216,7 +218,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.jetpack.runtime.plugins.module_utils.common import (
     Changes, argument_spec, open_store, run_module)
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, images
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InUse, NotFound
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import NotFound
 
 
 def summary(image):
@@ -281,14 +283,8 @@ def ensure_absent(module, store, changes):
     if not targets:
         return []
     if module.check_mode:
-        everything = images.list_images(store)
-        ids = {t.id for t in targets}
-        for target in targets:
-            users = [u for u in images.image_users(store, target, everything) if u.get("id") not in ids]
-            if users:
-                raise InUse("image %s (%s) is used by %s; remove those first"
-                            % (target.name, target.id, images.describe_users(users)))
-        removed = sorted(ids)
+        images.check_removable(store, targets)
+        removed = [t.id for t in targets]
     else:
         removed = images.remove_images(store, targets)
     for image_id in removed:

@@ -1,7 +1,9 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) jetpack.runtime contributors
-# BSD 2-Clause License (see LICENSE)
+# Licensed under the BSD 2-Clause License (see LICENSE) or, at your option, under the
+# GNU General Public License version 3 or later (https://www.gnu.org/licenses/gpl-3.0.txt).
+# SPDX-License-Identifier: BSD-2-Clause OR GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ description:
   - Returns the images in the host's jetpack store, all of them or those matching O(name), O(labels) and O(id).
   - Never fails because nothing matches, and never creates the store.
 author:
-  - jetpack.runtime contributors
+  - jetpack.runtime contributors (@jetpack-runtime)
 extends_documentation_fragment:
   - jetpack.runtime.store
   - jetpack.runtime.store.INFO_MODULE

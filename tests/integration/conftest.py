@@ -15,4 +15,3 @@ def store(zfs_pool):
     store.ensure()
     yield store
     zfs_pool.zfs.destroy(config.root, recursive=True)
-

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     try:
         return args.run(args) or 0
     except JetpackError as error:
-        print("jetpack: %s" % error, file=sys.stderr)
+        say("jetpack: %s" % error, stream=sys.stderr)
         return 1
 
 
@@ -92,48 +92,48 @@ def _select(store: Store, reference: str) -> images.Image:
 def cmd_images(args) -> None:
     found = images.list_images(_store(args))
     if args.json:
-        print(json.dumps([image.info() for image in found], indent=1, sort_keys=True))
+        say(json.dumps([image.info() for image in found], indent=1, sort_keys=True))
         return
     if args.quiet:
-        print("\n".join(image.id for image in found))
+        say("\n".join(image.id for image in found))
         return
     rows = [("ID", "NAME", "LABELS")] + [
         (image.id[:19], image.name, ",".join("%s=%s" % kv for kv in sorted(image.labels.items())))
         for image in found]
     width = [max(len(row[i]) for row in rows) for i in range(2)]
     for row in rows:
-        print("%-*s  %-*s  %s" % (width[0], row[0], width[1], row[1], row[2]))
+        say("%-*s  %-*s  %s" % (width[0], row[0], width[1], row[1], row[2]))
 
 
 def cmd_show_image(args) -> None:
-    print(json.dumps(_select(_store(args), args.image).info(), indent=1, sort_keys=True))
+    say(json.dumps(_select(_store(args), args.image).info(), indent=1, sort_keys=True))
 
 
 def cmd_import(args) -> None:
     request = images.ImportRequest(source=args.source, image_id=args.id, allow_http=args.allow_http,
                                    allow_setuid=args.allow_setuid)
     image, changed = images.import_image(_store(args), request)
-    print("%s %s%s" % (image.id, image.name, "" if changed else " (already present)"))
+    say("%s %s%s" % (image.id, image.name, "" if changed else " (already present)"))
 
 
 def cmd_export(args) -> None:
     store = _store(args)
     changed, image_id = images.export_image(store, _select(store, args.image), os.path.abspath(args.path),
                                             flat=args.flat, compression=args.compression)
-    print(image_id)
+    say(image_id)
 
 
 def cmd_destroy_image(args) -> None:
     store = _store(args)
     for image_id in images.remove_images(store, [_select(store, args.image)]):
-        print("removed %s" % image_id)
+        say("removed %s" % image_id)
 
 
 def cmd_pack(args) -> None:
     with open(args.manifest, "rb") as f:
         manifest = appc.parse_image_manifest(f.read())
     owner = tuple(int(x) for x in args.owner.split(":")) if args.owner else None
-    print(aci.write_aci(args.rootfs, appc.serialize_manifest(manifest), args.output,
+    say(aci.write_aci(args.rootfs, appc.serialize_manifest(manifest), args.output,
                         compression=args.compression, owner=owner))
 
 
@@ -141,8 +141,12 @@ def cmd_gc(args) -> None:
     store = _store(args)
     with store.lock():
         for name in store.collect_garbage("images"):
-            print("removed %s" % name)
+            say("removed %s" % name)
+
+
+def say(text, stream=None) -> None:
+    (stream or sys.stdout).write("%s\n" % text)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -55,14 +55,15 @@ def file_signature(path: str) -> dict:
 
 def download(url: str, directory: str, validate_certs: bool = True) -> str:
     """Download url into a new file in directory and return its path (the caller removes it)."""
-    context = None
+    handlers = []
     if url.startswith("https:") and not validate_certs:
-        context = ssl._create_unverified_context()  # the user asked for it explicitly
+        handlers.append(urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
+    opener = urllib.request.build_opener(*handlers)
     fd, path = tempfile.mkstemp(dir=directory, prefix="download-", suffix=".aci")
     try:
         with os.fdopen(fd, "wb") as out:
             request = urllib.request.Request(url, headers={"User-Agent": "jetpack.runtime"})
-            with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
+            with opener.open(request, timeout=TIMEOUT) as response:
                 shutil.copyfileobj(response, out, CHUNK)
     except urllib.error.HTTPError as e:
         os.unlink(path)

@@ -176,7 +176,7 @@ def plan_import(store: Store, request: ImportRequest) -> tuple:
     if existing:
         return existing, existing.manifest, existing.id
     with _source_file(store, request, persistent=False) as path:
-        manifest, _, image_id = aci.read_manifest(path, request.limits)
+        manifest, _raw, image_id = aci.read_manifest(path, request.limits)
     _check_expected(manifest, image_id, request)
     return get_image(store, image_id, images), manifest, image_id
 
@@ -336,16 +336,22 @@ def remove_images(store: Store, targets: list) -> list:
         images = list_images(store)
         ids = {t.id for t in targets}
         targets = [image for image in images if image.id in ids]
-        for image in targets:
-            users = [u for u in image_users(store, image, images) if u.get("id") not in ids]
-            if users:
-                raise InUse("image %s (%s) is used by %s; remove those first"
-                            % (image.name, image.id, describe_users(users)),
-                            [describe_users([u]) for u in users])
+        check_removable(store, targets, images)
         for image in _children_first(targets):
             store.zfs.destroy(image.dataset, recursive=True)
             store.remove_directory(store.path("images", image.key))
         return [image.id for image in targets]
+
+
+def check_removable(store: Store, targets: list, images: Optional[list] = None) -> None:
+    """Raise InUse, naming the users, when anything outside targets uses one of them."""
+    ids = {t.id for t in targets}
+    for image in targets:
+        users = [u for u in image_users(store, image, images) if u.get("id") not in ids]
+        if users:
+            raise InUse("image %s (%s) is used by %s; remove those first"
+                        % (image.name, image.id, describe_users(users)),
+                        [describe_users([u]) for u in users])
 
 
 def _children_first(images: list) -> list:

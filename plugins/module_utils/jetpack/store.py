@@ -212,7 +212,7 @@ class Store:
 
     def remove_directory(self, path: str) -> None:
         """rm -r a store directory, refusing to descend into anything still mounted."""
-        for dirpath, dirnames, _ in os.walk(path):
+        for dirpath, dirnames, _files in os.walk(path):
             for d in dirnames:
                 if os.path.ismount(os.path.join(dirpath, d)):
                     raise InvalidInput("%s is still mounted; unmount it before removing %s"

@@ -1,7 +1,7 @@
 """The one wrapper for zfs(8) and zpool(8).
 
 Every command line comes from a pure `argv_*` function, so the FreeBSD contract tests can
-assert it without a FreeBSD host. `Zfs` runs those argv lists through an injectable
+check it without a FreeBSD host. `Zfs` runs those argv lists through an injectable
 `run(argv) -> (rc, stdout, stderr)`, parses `-H` output (one TAB between columns; `-` or an
 empty string may appear in any column) and turns stderr into typed errors.
 
@@ -348,7 +348,7 @@ class Zfs:
         if self._caps is None:
             found = {}
             for cap, argv in PROBES.items():
-                rc, _, err = self.run(self._tool(argv))
+                rc, _out, err = self.run(self._tool(argv))
                 found[cap] = probe_supported(cap, rc, err)
             self._caps = Capabilities(**found)
         return self._caps
@@ -448,10 +448,7 @@ class Zfs:
         if "@" in old or self.caps.rename_mounted:
             self._retry(argv)
             return
-        tree = self.get_tree(old, ["mounted"], depth=None)
-        mounted = [ds for ds, values in tree.items() if values["mounted"] == "yes"]
-        for ds in reversed(mounted):  # children first
-            self.unmount(ds)
+        mounted = self._unmount_tree(old)
         try:
             self._retry(argv)
         except JetpackError:
@@ -463,8 +460,26 @@ class Zfs:
             self.mount(new + ds[len(old):])
 
     def destroy(self, name, recursive=False):
-        """zfs destroy [-r]; never -R. Children/snapshots or dependent clones raise InUse."""
-        self._retry(argv_destroy(name, recursive))
+        """zfs destroy [-r]; never -R. Children/snapshots or dependent clones raise InUse.
+
+        zfs-fuse keeps answering "dataset is busy" to a destroy of a recently used mount for
+        seconds, while a plain `zfs unmount` succeeds at once: on Busy, unmount (never forced,
+        so a dataset really in use still refuses) and destroy again.
+        """
+        argv = argv_destroy(name, recursive)
+        try:
+            self._check(argv)
+        except Busy:
+            self._unmount_tree(name, recursive)
+            self._retry(argv)
+
+    def _unmount_tree(self, name, recursive=True) -> list:
+        """Unmount a dataset (and with recursive, its mounted descendants, children first)."""
+        tree = self.get_tree(name, ["mounted"], depth=None if recursive else 0)
+        mounted = [ds for ds, values in tree.items() if values["mounted"] == "yes"]
+        for ds in reversed(mounted):
+            self.unmount(ds)
+        return mounted
 
     def mount(self, name):
         self._check(argv_mount(name), ok=("already mounted",))
