@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Image import time against its floor, in one run on the same filesystem.
 
 The floor is what any importer must at least do: `sha512sum` of the archive (the ID) and then
@@ -20,7 +20,7 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-import conftest  # noqa: E402,F401  (makes the checkout importable as ansible_collections.jetpack.runtime)
+__import__("conftest")  # makes the checkout importable as ansible_collections.jetpack.runtime
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import images  # noqa: E402
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig  # noqa: E402
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.zfs import Zfs  # noqa: E402
@@ -38,7 +38,7 @@ def tree_files(count, seed=7):
         if i % 2:
             data = rng.randbytes(size)
         else:
-            data = b"".join(rng.choice(WORDS) for _ in range(size // 5))
+            data = b"".join(rng.choices(WORDS, k=size // 5))
         files["usr/share/d%02d/f%05d" % (i % 40, i)] = data
     return files
 
@@ -64,7 +64,7 @@ def main():
         f.truncate(8 << 30)
     zfs.pool_create(pool, [vdev])
     try:
-        aci_path, _ = make_aci(work, manifest("bench.example/tree"), tree_files(args.files), args.compression)
+        aci_path = make_aci(work, manifest("bench.example/tree"), tree_files(args.files), args.compression)[0]
         size = os.path.getsize(aci_path)
         floors, imports = [], []
         for n in range(args.rounds):

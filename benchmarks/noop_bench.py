@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """What a no-op re-run of a jetpack_image task costs, against an ansible.builtin.command round trip.
 
 Three playbooks run against localhost in the same run: one with a single debug task (start-up
@@ -58,7 +58,7 @@ def main():
     try:
         store = Store(StoreConfig(pool + "/jetpack", os.path.join(work, "store")), zfs)
         store.ensure()
-        aci_path, _ = make_aci(work, manifest("bench.example/busybox", {"version": "1"}), busybox=True)
+        aci_path = make_aci(work, manifest("bench.example/busybox", {"version": "1"}), busybox=True)[0]
         images.import_image(store, images.ImportRequest(source=aci_path))
         extra = {"store_root": store.root, "store_mountpoint": store.config.mountpoint, "aci": aci_path}
         image_task = {"jetpack.runtime.jetpack_image": {
@@ -72,7 +72,7 @@ def main():
         times = {name: [] for name in books}
         for name, tasks in books.items():
             playbook(os.path.join(work, name + ".json"), tasks)
-        for _ in range(args.rounds):
+        for _round in range(args.rounds):
             for name in books:
                 times[name].append(run(os.path.join(work, name + ".json"), extra))
         startup = statistics.median(times["startup"])

@@ -34,10 +34,10 @@ def _zpool_answers() -> bool:
 
 def _ensure_zfs_daemon():
     """Start zfs-fuse when this host uses it and it is not running; skip if ZFS does not answer."""
-    running = subprocess.run(["pgrep", "-x", "zfs-fuse"], capture_output=True).returncode == 0
+    running = subprocess.run(["pgrep", "-x", "zfs-fuse"], capture_output=True, check=False).returncode == 0
     if not running and shutil.which("zfs-fuse"):
         subprocess.run(["zfs-fuse", "--pidfile", "/run/zfs-fuse.pid"], check=True)
-    for _ in range(60):
+    for _attempt in range(60):
         if _zpool_answers():
             return
         time.sleep(0.5)
