@@ -12,7 +12,7 @@ import sys
 
 from . import aci, appc, images
 from .errors import JetpackError, NotFound
-from .store import Store, resolve_config
+from .store import SEALED, Store, resolve_config
 
 
 def main(argv=None) -> int:
@@ -140,7 +140,7 @@ def cmd_pack(args) -> None:
 def cmd_gc(args) -> None:
     store = _store(args)
     with store.lock():
-        for name in store.collect_garbage("images"):
+        for name in store.collect_garbage("images", SEALED):
             say("removed %s" % name)
 
 

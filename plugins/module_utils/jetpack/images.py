@@ -189,7 +189,7 @@ def import_image(store: Store, request: ImportRequest) -> tuple:
         return existing, False
     with store.lock():
         store.ensure()
-        store.collect_garbage("images")
+        store.collect_garbage("images", SEALED)
         images = list_images(store)
         existing = already_present(store, request, images)
         if existing:

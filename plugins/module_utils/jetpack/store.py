@@ -33,7 +33,8 @@ LOCK_DIR = "/var/run/jetpack"
 
 KIND = "jetpack:kind"
 STATE = "jetpack:state"
-SEALED = "sealed"
+SEALED = "sealed"   # the final state of an image
+READY = "ready"     # the final state of a pod or a volume
 SECTIONS = ("images", "pods", "volumes")
 _HELD_LOCKS = set()  # lock files this process holds
 # Properties that every section child is listed with, in one zfs call.
@@ -189,16 +190,16 @@ class Store:
             _HELD_LOCKS.discard(path)
             os.close(fd)
 
-    def collect_garbage(self, section: str = "images") -> list:
+    def collect_garbage(self, section: str, final_state: str) -> list:
         """Remove what a crash left half-made in a section; call with the lock held.
 
         Returns the names removed. A dataset counts as half-made when its `jetpack:state` is
-        not `sealed`; a directory in the section without its dataset is removed as well.
+        not the section's final state; a directory without its dataset is removed as well.
         """
         removed = []
         objects = self.list_objects(section)
         for name, props in sorted(objects.items()):
-            if props.get(STATE) != SEALED:
+            if props.get(STATE) != final_state:
                 self.zfs.destroy(name, recursive=True)
                 removed.append(name)
         live = {name.rsplit("/", 1)[1] for name in objects if name not in removed}

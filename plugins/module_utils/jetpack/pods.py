@@ -1,0 +1,473 @@
+"""Pods: reify a pod spec, then prepare, start, stop, destroy and report it.
+
+A pod spec is what a task asks for (apps by image name+labels or ID, volumes, options). Reifying
+it pins every app to an image ID, fills each app from its image's manifest (the task wins) and
+satisfies every mount point with a volume: the result is the PodRecord described in
+docs/pods-design.md, written to pod.json, and the appc PodManifest written beside it.
+
+Preparing creates the pod dataset (jetpack:state=preparing), one clone of each image's @seal per
+app, a dataset per `empty` volume and every mount target, then writes the files and sets
+jetpack:state=ready last: anything a crash leaves before that is collected by the next run.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid as uuidlib
+from collections import namedtuple
+from typing import Optional
+
+from . import appc, beneath, images
+from .errors import AlreadyExists, InvalidInput, NotFound
+from .store import KIND, READY, STATE, Store, read_json, write_json
+
+RESTART_POLICIES = ("no", "on-failure", "always")
+VOLUME_KINDS = ("host", "empty", "jetpack")
+Mount = namedtuple("Mount", "source target read_only")
+
+
+# --- reifying -----------------------------------------------------------------------------------
+def reify(store: Store, spec: dict, engine_name: str) -> dict:
+    """The PodRecord (without uuid and paths) a spec asks for; errors name the option to fix.
+
+    spec: {"name", "hostname", "apps": [...], "volumes": [...], "annotations": {}, "restart",
+    "restart_retries", "stop_timeout", "jail": {}} as the jetpack_pod module documents them.
+    """
+    name = appc.validate_acname(spec["name"], "name")
+    apps_spec = spec.get("apps") or []
+    if not apps_spec:
+        raise InvalidInput("a pod needs at least one app in apps", field="apps")
+    known = images.list_images(store)
+    volumes = [_volume(v, i) for i, v in enumerate(spec.get("volumes") or [])]
+    apps = [_app(store, a, i, known, volumes) for i, a in enumerate(apps_spec)]
+    _unique([a["name"] for a in apps], "apps", "app")
+    _unique([v["name"] for v in volumes], "volumes", "volume")
+    _check_mounts(apps, volumes)
+    policy = spec.get("restart") or "no"
+    if policy not in RESTART_POLICIES:
+        raise InvalidInput("restart must be one of %s" % ", ".join(RESTART_POLICIES), field="restart")
+    return {
+        "name": name,
+        "hostname": spec.get("hostname") or name,
+        "engine": engine_name,
+        "annotations": dict(spec.get("annotations") or {}),
+        "stop_timeout": int(spec.get("stop_timeout", 10)),
+        "restart": {"policy": policy, "max_retries": int(spec.get("restart_retries", 3))},
+        "jail": dict(spec.get("jail") or {}),
+        "apps": apps,
+        "volumes": volumes,
+    }
+
+
+def _volume(v: dict, index: int) -> dict:
+    field = "volumes[%d]" % index
+    name = appc.validate_acname(v.get("name", ""), field + ".name")
+    kind = v.get("kind") or ("host" if v.get("source") else "empty")
+    if kind not in VOLUME_KINDS:
+        raise InvalidInput("%s.kind must be one of %s" % (field, ", ".join(VOLUME_KINDS)), field=field)
+    volume = {"name": name, "kind": kind, "read_only": bool(v.get("read_only", False))}
+    if kind == "host":
+        volume["source"] = _host_source(v.get("source"), field)
+    elif kind == "empty":
+        volume.update(mode=_mode(v.get("mode", "0755"), field), uid=int(v.get("uid", 0)), gid=int(v.get("gid", 0)))
+    else:
+        volume["volume"] = appc.validate_acname(v.get("volume") or name, field + ".volume")
+    return volume
+
+
+def _host_source(source, field: str) -> str:
+    if not source or not os.path.isabs(source):
+        raise InvalidInput("%s.source must be an absolute host path" % field, field=field)
+    if os.path.realpath(source) != os.path.normpath(source):
+        raise InvalidInput("%s.source %s goes through a symlink; give the real path %s"
+                           % (field, source, os.path.realpath(source)), field=field)
+    if not os.path.exists(source):
+        raise NotFound("%s.source %s does not exist; create it first (jetpack never creates host paths)"
+                       % (field, source))
+    return os.path.normpath(source)
+
+
+def _mode(value, field: str) -> str:
+    text = str(value)
+    try:
+        number = int(text, 8)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 0o7777:
+        raise InvalidInput("%s.mode %r must be an octal mode such as 0755" % (field, value), field=field)
+    return "%04o" % number
+
+
+def _app(store: Store, a: dict, index: int, known: list, volumes: list) -> dict:
+    field = "apps[%d]" % index
+    image = _resolve_image(store, a, field, known)
+    defaults = image.manifest.get("app") or {}
+    name = appc.validate_acname(a.get("name") or image.name.rsplit("/", 1)[-1].replace(".", "-").replace("_", "-"),
+                                field + ".name")
+    argv = list(a.get("exec") or defaults.get("exec") or [])
+    if not argv:
+        raise InvalidInput("%s: image %s has no exec; give exec" % (field, image.name), field=field + ".exec")
+    environment = {e["name"]: e["value"] for e in defaults.get("environment", [])}
+    environment.update({str(k): str(v) for k, v in (a.get("environment") or {}).items()})
+    handlers = {h["name"]: list(h["exec"]) for h in defaults.get("eventHandlers", [])}
+    for event, option in (("pre-start", "pre_start"), ("post-stop", "post_stop")):
+        if a.get(option):
+            handlers[event] = list(a[option])
+    workdir = a.get("working_directory") or defaults.get("workingDirectory") or "/"
+    if not workdir.startswith("/"):
+        raise InvalidInput("%s.working_directory must be absolute" % field, field=field)
+    app = {
+        "name": name,
+        "image_id": image.id,
+        "image_name": image.name,
+        "os": image.labels.get("os", ""),
+        "exec": argv,
+        "user": str(a.get("user") or defaults.get("user") or "0"),
+        "group": str(a.get("group") or defaults.get("group") or "0"),
+        "supplementary_gids": [int(g) for g in (a.get("supplementary_gids")
+                                                if a.get("supplementary_gids") is not None
+                                                else defaults.get("supplementaryGIDs", []))],
+        "environment": environment,
+        "working_directory": workdir,
+        "read_only_rootfs": bool(a.get("read_only_rootfs", False)),
+        "handlers": handlers,
+        "annotations": dict(a.get("annotations") or {}),
+        "mounts": _mounts(a, defaults, field, volumes),
+    }
+    return app
+
+
+def _resolve_image(store: Store, a: dict, field: str, known: list) -> images.Image:
+    reference = a.get("image") or ""
+    labels = appc.normalize_labels(a.get("labels") or {}, field + ".labels")
+    if reference.startswith("sha512-"):
+        found = images.find_images(store, image_id=reference, images=known)
+    else:
+        found = images.find_images(store, appc.validate_identifier(reference, field + ".image"), labels,
+                                   images=known)
+    if not found:
+        raise NotFound("%s: no image %s %s in the store; import it first with jetpack.runtime.jetpack_image"
+                       % (field, reference, labels or ""))
+    return found[-1]
+
+
+def _mounts(a: dict, defaults: dict, field: str, volumes: list) -> list:
+    """The task's mounts, plus one for every image mount point the task left unsatisfied."""
+    mounts = []
+    for i, m in enumerate(a.get("mounts") or []):
+        mfield = "%s.mounts[%d]" % (field, i)
+        path = m.get("path") or ""
+        if not path.startswith("/"):
+            raise InvalidInput("%s.path must be an absolute path inside the app" % mfield, field=mfield)
+        beneath.components(path)
+        mounts.append({"volume": appc.validate_acname(m.get("volume", ""), mfield + ".volume"),
+                       "path": os.path.normpath(path), "read_only": bool(m.get("read_only", False))})
+    for point in defaults.get("mountPoints", []):
+        if any(m["volume"] == point["name"] or m["path"] == os.path.normpath(point["path"]) for m in mounts):
+            continue
+        mounts.append({"volume": point["name"], "path": os.path.normpath(point["path"]),
+                       "read_only": bool(point.get("readOnly", False))})
+        if not any(v["name"] == point["name"] for v in volumes):
+            volumes.append({"name": point["name"], "kind": "empty", "read_only": False,
+                            "mode": "0755", "uid": 0, "gid": 0})
+    return mounts
+
+
+def _unique(names: list, field: str, what: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InvalidInput("two %ss are named %s; names must be unique" % (what, name), field=field)
+        seen.add(name)
+
+
+def _check_mounts(apps: list, volumes: list) -> None:
+    names = {v["name"] for v in volumes}
+    for app in apps:
+        paths = []
+        for m in app["mounts"]:
+            if m["volume"] not in names:
+                raise InvalidInput("app %s mounts volume %s, which volumes does not declare"
+                                   % (app["name"], m["volume"]), field="apps")
+            for other in paths:
+                if _overlaps(other, m["path"]):
+                    raise InvalidInput("app %s mounts two volumes at overlapping paths %s and %s"
+                                       % (app["name"], other, m["path"]), field="apps")
+            paths.append(m["path"])
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+# --- the appc pod manifest ---------------------------------------------------------------------
+def pod_manifest(record: dict) -> dict:
+    """The reified appc PodManifest of a record (served by the metadata service later)."""
+    def app_section(app):
+        section = {"exec": app["exec"], "user": app["user"], "group": app["group"],
+                   "workingDirectory": app["working_directory"],
+                   "environment": [{"name": k, "value": v} for k, v in sorted(app["environment"].items())]}
+        if app["supplementary_gids"]:
+            section["supplementaryGIDs"] = app["supplementary_gids"]
+        if app["handlers"]:
+            section["eventHandlers"] = [{"name": k, "exec": v} for k, v in sorted(app["handlers"].items())]
+        return section
+
+    def volume(v):
+        if v["kind"] == "empty":
+            return {"name": v["name"], "kind": "empty", "readOnly": v["read_only"], "mode": v["mode"],
+                    "uid": v["uid"], "gid": v["gid"]}
+        return {"name": v["name"], "kind": "host", "source": v["source"], "readOnly": v["read_only"]}
+
+    return {
+        "acKind": "PodManifest",
+        "acVersion": appc.AC_VERSION,
+        "apps": [{"name": a["name"], "image": {"id": a["image_id"], "name": a["image_name"]},
+                  "app": app_section(a), "readOnlyRootFS": a["read_only_rootfs"],
+                  "mounts": [{"volume": m["volume"], "path": m["path"]} for m in a["mounts"]],
+                  "annotations": [{"name": k, "value": v} for k, v in sorted(a["annotations"].items())]}
+                 for a in record["apps"]],
+        "volumes": [volume(v) for v in record["volumes"]],
+        "annotations": [{"name": k, "value": v} for k, v in sorted(record["annotations"].items())],
+    }
+
+
+def mount_plan(record: dict) -> list:
+    """Every volume mount of every app as host paths, in order: what both engines mount."""
+    sources = {v["name"]: v["source"] for v in record["volumes"]}
+    read_only = {v["name"]: v["read_only"] for v in record["volumes"]}
+    plan = []
+    for app in record["apps"]:
+        for m in app["mounts"]:
+            target = os.path.join(app["rootfs"], m["path"].lstrip("/"))
+            plan.append(Mount(sources[m["volume"]], target, m["read_only"] or read_only[m["volume"]]))
+    return plan
+
+
+# --- lookups ------------------------------------------------------------------------------------
+class Pod:
+    """A pod of the store, as its dataset and pod.json describe it."""
+
+    def __init__(self, store: Store, dataset: str, props: dict, record: dict):
+        self.store = store
+        self.dataset = dataset
+        self.props = props
+        self.record = record
+
+    @property
+    def name(self) -> str:
+        return self.record["name"]
+
+    @property
+    def uuid(self) -> str:
+        return self.record["uuid"]
+
+    def run_file(self, name: str) -> str:
+        return os.path.join(self.record["pod_dir"], "run", name)
+
+    def supervisor_pid(self) -> Optional[int]:
+        return _live_pid(self.run_file("supervisor.pid"))
+
+    def running(self) -> bool:
+        return self.supervisor_pid() is not None
+
+    def status(self) -> dict:
+        try:
+            return read_json(self.run_file("status.json"))
+        except (OSError, ValueError):
+            return {}
+
+    def info(self) -> dict:
+        """The pod as jetpack_pod_info returns it."""
+        status = self.status()
+        apps = []
+        for app in self.record["apps"]:
+            state = (status.get("apps") or {}).get(app["name"], {})
+            apps.append({"name": app["name"], "image_id": app["image_id"], "image_name": app["image_name"],
+                         "exec": app["exec"], "user": app["user"], "group": app["group"],
+                         "state": state.get("state", "created"), "pid": state.get("pid"),
+                         "exit_code": state.get("exit_code"), "signal": state.get("signal"),
+                         "restarts": state.get("restarts", 0), "started": state.get("started"),
+                         "finished": state.get("finished")})
+        return {"name": self.name, "uuid": self.uuid, "state": "running" if self.running() else "stopped",
+                "hostname": self.record["hostname"], "engine": self.record["engine"],
+                "dataset": self.dataset, "root": self.record["root"], "apps": apps,
+                "volumes": self.record["volumes"], "annotations": self.record["annotations"],
+                "restart": self.record["restart"], "stop_timeout": self.record["stop_timeout"],
+                "logs": os.path.join(self.record["pod_dir"], "logs")}
+
+
+def list_pods(store: Store) -> list:
+    pods = []
+    for dataset, props in sorted(store.list_objects("pods").items()):
+        if props.get(KIND) != "pod" or props.get(STATE) != READY:
+            continue
+        try:
+            record = read_json(os.path.join(store.path("pods", dataset.rsplit("/", 1)[1]), "pod.json"))
+        except (OSError, ValueError):
+            continue
+        pods.append(Pod(store, dataset, props, record))
+    return pods
+
+
+def find_pod(store: Store, name: str) -> Optional[Pod]:
+    for pod in list_pods(store):
+        if pod.name == name:
+            return pod
+    return None
+
+
+# --- lifecycle ----------------------------------------------------------------------------------
+def create(store: Store, record: dict, engine) -> Pod:
+    """Prepare a pod on disk from a reified record (not started); nothing is left on failure."""
+    with store.lock():
+        store.ensure()
+        collect_garbage(store)
+        if find_pod(store, record["name"]):
+            raise AlreadyExists("a pod named %s exists; remove it first or choose another name" % record["name"])
+        key = uuidlib.uuid4()
+        dataset = store.dataset("pods", key.hex)
+        pod_dir = store.path("pods", key.hex)
+        record = dict(record, uuid=str(key), pod_dir=pod_dir, root=os.path.join(pod_dir, "rootfs"))
+        try:
+            store.zfs.create(dataset, {KIND: "pod", STATE: "preparing", "jetpack:name": record["name"],
+                                       "mountpoint": pod_dir})
+            _prepare(store, record, dataset, engine)
+            write_json(os.path.join(pod_dir, "pod.json"), record, mode=0o600)
+            write_json(os.path.join(pod_dir, "manifest"), pod_manifest(record), mode=0o640)
+            store.zfs.set(dataset, {STATE: READY})
+        except BaseException:
+            _remove(store, dataset, pod_dir)
+            raise
+    return find_pod(store, record["name"])
+
+
+def _prepare(store: Store, record: dict, dataset: str, engine) -> None:
+    root = record["root"]
+    for sub, mode in (("rootfs", 0o700), ("run", 0o700), ("logs", 0o750), ("volumes", 0o700)):
+        os.mkdir(os.path.join(record["pod_dir"], sub), mode)
+    known = {image.id: image for image in images.list_images(store)}
+    for app in record["apps"]:
+        beneath.makedirs(root, "app/%s" % app["name"])
+        app["rootfs"] = os.path.join(root, "app", app["name"], "rootfs")
+        app["dataset"] = "%s/app-%s" % (dataset, app["name"])
+        store.zfs.clone(known[app["image_id"]].dataset + images.SEAL, app["dataset"],
+                        {"mountpoint": app["rootfs"], KIND: "app",
+                         "jetpack:name": "%s/%s" % (record["name"], app["name"])})
+    for volume in record["volumes"]:
+        _prepare_volume(store, record, dataset, volume)
+    for app in record["apps"]:
+        for m in app["mounts"]:
+            beneath.makedirs(app["rootfs"], m["path"])
+    engine.prepare(record)
+
+
+def _prepare_volume(store: Store, record: dict, dataset: str, volume: dict) -> None:
+    if volume["kind"] == "empty":
+        path = os.path.join(record["pod_dir"], "volumes", volume["name"])
+        store.zfs.create("%s/vol-%s" % (dataset, volume["name"]),
+                         {"mountpoint": path, KIND: "empty-volume", "jetpack:name": volume["name"]})
+        os.chown(path, volume["uid"], volume["gid"])
+        os.chmod(path, int(volume["mode"], 8))
+        volume["source"] = path
+    elif volume["kind"] == "jetpack":
+        from . import volumes  # volumes imports pods to find users: import here, not at the top
+        volume["source"] = volumes.get_volume(store, volume["volume"]).data
+
+
+def collect_garbage(store: Store) -> list:
+    """Remove pods a crash left half-made; with the store lock held."""
+    return store.collect_garbage("pods", READY)
+
+
+def _remove(store: Store, dataset: str, pod_dir: str) -> None:
+    if store.zfs.exists(dataset):
+        store.zfs.destroy(dataset, recursive=True)
+    if os.path.lexists(pod_dir):
+        store.remove_directory(pod_dir)
+
+
+def start(pod: Pod, start_supervisor) -> bool:
+    """Start a stopped pod through start_supervisor(pod.json path); False when already running."""
+    if pod.running():
+        return False
+    start_supervisor(os.path.join(pod.record["pod_dir"], "pod.json"))
+    return True
+
+
+def stop(pod: Pod, engine, grace: float = 5.0) -> bool:
+    """Stop a running pod; False when it was not running. The supervisor stops the apps."""
+    pid = pod.supervisor_pid()
+    if pid is None:
+        _stop_leftovers(pod, engine)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, pod.record["stop_timeout"] + grace):
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, grace)
+        _stop_leftovers(pod, engine)
+    return True
+
+
+def _stop_leftovers(pod: Pod, engine) -> None:
+    """Tear down a context whose supervisor died (crash, kill -9): nothing of the pod may linger."""
+    try:
+        context = read_json(pod.run_file("context.json"))
+    except (OSError, ValueError):
+        return
+    if engine.running(pod.record, context):
+        engine.stop(pod.record, context)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(pod.run_file("context.json"))
+
+
+def destroy(pod: Pod, engine) -> None:
+    """Stop and remove a pod; named volumes and host paths are never touched."""
+    stop(pod, engine)
+    with pod.store.lock():
+        _remove(pod.store, pod.dataset, pod.record["pod_dir"])
+
+
+def _live_pid(path: str) -> Optional[int]:
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def spec_differences(record: dict, wanted: dict, ignore=()) -> list:
+    """Names of the options whose reified values differ between a pod and what a task wants."""
+    keys = ("hostname", "annotations", "stop_timeout", "restart", "jail", "volumes", "apps")
+    differences = []
+    for key in keys:
+        if key in ignore:
+            continue
+        if _comparable(key, record.get(key)) != _comparable(key, wanted.get(key)):
+            differences.append(key)
+    return differences
+
+
+def _comparable(key: str, value):
+    """A value as compared: paths and runtime-filled fields dropped, order kept where it matters."""
+    if key == "apps":
+        return [{k: v for k, v in app.items() if k not in ("rootfs", "dataset")} for app in value or []]
+    if key == "volumes":
+        return [{k: v for k, v in vol.items() if not (k == "source" and vol.get("kind") != "host")}
+                for vol in value or []]
+    return value
