@@ -7,6 +7,9 @@ Extraction trusts nothing in the archive: every name, type, size and link is che
 headers before anything is written, and every filesystem call goes through directory fds opened
 with O_NOFOLLOW below the destination, so no symlink (from this archive or from a parent image
 already in the destination) is ever followed.
+
+Reading, decompressing and hashing run in a helper thread a few MiB ahead of tar parsing and
+file writes (all of them release the GIL), which keeps an import close to sha512sum + tar -x.
 """
 from __future__ import annotations
 
@@ -225,41 +228,86 @@ def _raw_chunks(fileobj, copy=None):
         yield data
 
 
-class _Sha512:
-    """hashlib.sha512, optionally fed from a helper thread.
+class _HashedChunks:
+    """Passes chunks through, hashing and counting them; refuses more than max_bytes."""
 
-    hashlib releases the GIL on large updates, so in a thread the hash (the biggest single cost
-    of an import) overlaps with decompression, tar parsing and file writes.
+    def __init__(self, chunks, max_bytes):
+        self.sha512 = hashlib.sha512()
+        self.total = 0
+        self._chunks = chunks
+        self._max_bytes = max_bytes
+
+    def __iter__(self):
+        for chunk in self._chunks:
+            self.total += len(chunk)
+            if self._max_bytes is not None and self.total > self._max_bytes:
+                raise ArchiveError("the uncompressed archive is larger than the limit of %d "
+                                   "bytes (a decompression bomb?); raise the limit only for "
+                                   "archives you trust" % self._max_bytes)
+            self.sha512.update(chunk)
+            yield chunk
+
+
+_END = object()
+
+
+class _Prefetcher:
+    """Runs an iterator in a helper thread, a few items ahead of the consumer.
+
+    Reading, decompressing and hashing release the GIL, so they overlap with tar parsing and
+    file writes, as `tar -xJ` overlaps xz with its writes. Errors reach the consumer in order.
     """
 
-    def __init__(self, threaded):
-        self._sha512 = hashlib.sha512()
-        self._queue = self._thread = None
-        if threaded:
-            self._queue = queue.Queue(maxsize=8)
-            self._thread = threading.Thread(target=self._consume, name="aci-sha512", daemon=True)
-            self._thread.start()
+    def __init__(self, items, depth=4):
+        self._queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._produce, args=(items,),
+                                        name="aci-reader", daemon=True)
+        self._thread.start()
 
-    def _consume(self):
-        update = self._sha512.update
-        for chunk in iter(self._queue.get, None):
-            update(chunk)
+    def _produce(self, items):
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except Exception as error:  # pylint: disable=broad-exception-caught
+            self._put(error)
 
-    def update(self, chunk):
-        if self._queue is None:
-            self._sha512.update(chunk)
-        else:
-            self._queue.put(chunk)
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, Exception):
+            self._done = True
+            raise item
+        return item
 
     def close(self):
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = self._queue = None
-
-    def hexdigest(self):
-        self.close()
-        return self._sha512.hexdigest()
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # make room: a producer blocked in put() then sees the stop flag
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.01)
 
 
 class UncompressedStream:
@@ -267,30 +315,25 @@ class UncompressedStream:
 
     Every byte it produces is hashed and counted; `image_id()` reads to the end and returns
     the ID. Like a raw stream, `read(n)` may return fewer than n bytes; b"" means the end.
-    With `threaded_hash`, call `close()` (or `image_id()`) when done.
+    With `background`, a helper thread reads ahead: call `close()` when done.
     """
 
-    def __init__(self, chunks, compression, max_bytes=None, threaded_hash=False):
+    def __init__(self, chunks, compression, max_bytes=None, background=False):
         self.compression = compression
-        self.bytes_read = 0
-        self._chunks = chunks
-        self._max_bytes = max_bytes
-        self._sha512 = _Sha512(threaded_hash)
+        self._hashed = _HashedChunks(chunks, max_bytes)
+        self._source = _Prefetcher(iter(self._hashed)) if background else iter(self._hashed)
         self._buffer = b""
         self._offset = 0
 
+    @property
+    def bytes_read(self):
+        """Uncompressed bytes decompressed so far (read ahead included)."""
+        return self._hashed.total
+
     def _fill(self):
-        chunk = next(self._chunks, b"")
-        if chunk:
-            self.bytes_read += len(chunk)
-            if self._max_bytes is not None and self.bytes_read > self._max_bytes:
-                raise ArchiveError("the uncompressed archive is larger than the limit of %d bytes "
-                                   "(a decompression bomb?); raise the limit only for archives "
-                                   "you trust" % self._max_bytes)
-            self._sha512.update(chunk)
-        self._buffer = chunk
+        self._buffer = next(self._source, b"")
         self._offset = 0
-        return bool(chunk)
+        return bool(self._buffer)
 
     def read(self, size=-1):
         if size is None or size < 0:
@@ -316,13 +359,14 @@ class UncompressedStream:
         self._offset = len(self._buffer)
         while self._fill():
             pass
-        return "sha512-" + self._sha512.hexdigest()
+        return "sha512-" + self._hashed.sha512.hexdigest()
 
     def close(self):
-        self._sha512.close()
+        if isinstance(self._source, _Prefetcher):
+            self._source.close()
 
 
-def open_uncompressed(fileobj, max_bytes=None, copy=None, threaded_hash=False):
+def open_uncompressed(fileobj, max_bytes=None, copy=None, background=False):
     """A streaming decompressor over a binary file object, compression detected from its head.
 
     `copy` (a writable file object) receives the compressed bytes as they are read.
@@ -336,13 +380,13 @@ def open_uncompressed(fileobj, max_bytes=None, copy=None, threaded_hash=False):
         head += data
     compression = detect_compression(head)
     chunks = _decompressed_chunks(itertools.chain((head,), raw), compression)
-    return UncompressedStream(chunks, compression, max_bytes, threaded_hash)
+    return UncompressedStream(chunks, compression, max_bytes, background)
 
 
 def compute_image_id(path):
     """The image ID of an ACI file: sha512 of its uncompressed tar."""
     with open(path, "rb", buffering=0) as archive:
-        stream = open_uncompressed(archive, threaded_hash=True)
+        stream = open_uncompressed(archive, background=True)
         try:
             return stream.image_id()
         finally:
@@ -351,23 +395,29 @@ def compute_image_id(path):
 
 # ================================================================ tar reading
 
+_BLOCK = tarfile.BLOCKSIZE
+_EOFHeaderError = tarfile.EOFHeaderError
+_HeaderError = tarfile.HeaderError
+
+
 class _CheckedTarInfo(tarfile.TarInfo):
     """Refuses what tarfile would silently accept: bad headers, truncation, huge meta headers."""
 
     @classmethod
-    def fromtarfile(cls, tar):
-        offset = tar.fileobj.tell()
-        buf = tar.fileobj.read(tarfile.BLOCKSIZE)
-        if len(buf) < tarfile.BLOCKSIZE:
+    def fromtarfile(cls, tarfile):  # the parameter shadows the module, as in the base class
+        stream = tarfile.fileobj
+        offset = stream.tell()
+        buf = stream.read(_BLOCK)
+        if len(buf) < _BLOCK:
             raise ArchiveError("the tar data ends %s at byte %d: the archive is truncated; "
                                "download or copy it again"
                                % ("in the middle of a header" if buf
                                   else "without an end-of-archive marker", offset))
         try:
-            info = cls.frombuf(buf, tar.encoding, tar.errors)
-        except tarfile.EOFHeaderError:
+            info = cls.frombuf(buf, tarfile.encoding, tarfile.errors)
+        except _EOFHeaderError:
             raise
-        except tarfile.HeaderError as error:
+        except _HeaderError as error:
             if offset == 0:
                 raise ArchiveError("not a tar archive (%s); an ACI is a tar of manifest and "
                                    "rootfs/" % error) from None
@@ -378,7 +428,7 @@ class _CheckedTarInfo(tarfile.TarInfo):
             raise ArchiveError("a tar extended header at byte %d claims %d bytes, more than the "
                                "limit of %d; the archive is refused"
                                % (offset, info.size, MAX_META_HEADER_BYTES))
-        return info._proc_member(tar)
+        return info._proc_member(tarfile)
 
 
 _META_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
@@ -547,7 +597,7 @@ class _ArchiveReader:
             if copy_to is not None:
                 self._copy = _create_copy(copy_to)
             self.stream = open_uncompressed(self._file, limits.max_bytes, self._copy,
-                                            threaded_hash=True)
+                                            background=True)
             self.tar = _open_tar(self.stream)
         except BaseException:
             self.close()
@@ -575,6 +625,9 @@ class _ArchiveReader:
             except tarfile.TarError as error:
                 raise ArchiveError("invalid tar data (%s): the archive is damaged or truncated"
                                    % error) from None
+            except OSError as error:
+                raise ArchiveError("cannot read the archive: %s" % (error.strerror or error)
+                                   ) from None
             if info is None:
                 return
             # Stream mode keeps every member in a list otherwise: memory for 2M entries.
@@ -652,7 +705,7 @@ def _parse_manifest(member, raw):
 def _find_manifest(reader):
     """(manifest, raw bytes, first): first is True when no rootfs member came before it."""
     first = True
-    for info, parts, _ in reader.members():
+    for info, parts, _kind in reader.members():
         if parts == ("manifest",):
             raw = reader.read_small(info)
             return _parse_manifest(info.name, raw), raw, first
@@ -665,7 +718,7 @@ def _find_manifest(reader):
 def read_manifest(path, limits=Limits()):
     """(manifest, raw manifest bytes, image ID) of an ACI, without extracting it."""
     with _ArchiveReader(path, limits) as reader:
-        manifest, raw, _ = _find_manifest(reader)
+        manifest, raw, _first = _find_manifest(reader)
         return manifest, raw, reader.finish()
 
 
@@ -728,6 +781,21 @@ class _DirWalker:
         self.root_fd = root_fd
         self._path = ()
         self._fds = []
+        self._creation_owners = {}
+
+    def creation_owner(self, dir_fd, new_fd):
+        """(uid, gid) that files created in dir_fd get, learnt from the first one (new_fd).
+
+        Observed rather than predicted: it depends on the OS, setgid bits and mount options.
+        """
+        owner = self._creation_owners.get(dir_fd)
+        if owner is None:
+            st = os.fstat(new_fd)
+            owner = self._creation_owners[dir_fd] = (st.st_uid, st.st_gid)
+        return owner
+
+    def known_creation_owner(self, dir_fd):
+        return self._creation_owners.get(dir_fd)
 
     def open(self, parts, create=True):
         """The fd of the directory root/<parts> (owned by the walker), missing ones created."""
@@ -752,7 +820,9 @@ class _DirWalker:
 
     def _close_from(self, depth):
         while len(self._fds) > depth:
-            os.close(self._fds.pop())
+            fd = self._fds.pop()
+            self._creation_owners.pop(fd, None)
+            os.close(fd)
         self._path = self._path[:depth]
 
     def close(self):
@@ -847,7 +917,7 @@ class _TreeWriter:
             fd = os.open(parts[-1], _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
         try:
             fill(fd)
-            self._set_meta(fd, meta)
+            self._set_meta(fd, meta, self._creation_owner(parent, fd))
         finally:
             os.close(fd)
 
@@ -859,7 +929,7 @@ class _TreeWriter:
         except FileExistsError:
             self._remove(parent, parts)
             os.symlink(target, name, dir_fd=parent)
-        if self._chown:
+        if self._chown and (meta.uid, meta.gid) != self.dirs.known_creation_owner(parent):
             os.chown(name, meta.uid, meta.gid, dir_fd=parent, follow_symlinks=False)
         os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
@@ -886,7 +956,7 @@ class _TreeWriter:
             os.mkfifo(name, 0o600, dir_fd=parent)
         fd = os.open(name, _READ_FLAGS | os.O_NONBLOCK, dir_fd=parent)
         try:
-            self._set_meta(fd, meta)
+            self._set_meta(fd, meta, self._creation_owner(parent, fd))
         finally:
             os.close(fd)
 
@@ -911,9 +981,13 @@ class _TreeWriter:
         else:
             os.unlink(name, dir_fd=parent)
 
-    def _set_meta(self, fd, meta):
-        # chown first: it clears setuid/setgid bits and file capabilities.
-        if self._chown:
+    def _creation_owner(self, parent, fd):
+        return self.dirs.creation_owner(parent, fd) if self._chown else None
+
+    def _set_meta(self, fd, meta, owner=None):
+        # chown first: it clears setuid/setgid bits and file capabilities. Skipped when the
+        # owner is already right: on FUSE-backed ZFS a chown costs as much as a small write.
+        if self._chown and (meta.uid, meta.gid) != owner:
             os.fchown(fd, meta.uid, meta.gid)
         os.fchmod(fd, meta.mode)
         if meta.xattrs and self._can_set_xattrs:
@@ -975,7 +1049,8 @@ class _Extraction:
         except ValueError as error:
             _refuse(info.name, str(error))
         except OSError as error:
-            _refuse(info.name, "cannot extract it: %s" % (error.strerror or error))
+            raise ArchiveError("ACI member %r: cannot extract it: %s"
+                               % (info.name, error.strerror or error)) from None
 
     def _place(self, info, parts, kind):
         writer = self.writer
@@ -1097,7 +1172,7 @@ def _walk(root_fd, selection=None):
                 if parts:
                     os.close(fd)
     finally:
-        for parts, fd, _ in stack:
+        for parts, fd, _names in stack:
             if parts:
                 os.close(fd)
 
@@ -1143,7 +1218,7 @@ def apply_path_whitelist(rootfs, whitelist):
     keep = {"/" + "/".join(part for part in path.split("/") if part) for path in whitelist}
     root_fd = _open_directory(rootfs)
     try:
-        for parts, parent, st, _ in _walk(root_fd):
+        for parts, parent, st, _dir_fd in _walk(root_fd):
             if not stat.S_ISDIR(st.st_mode) and "/" + "/".join(parts) not in keep:
                 os.unlink(parts[-1], dir_fd=parent)
     finally:
@@ -1286,8 +1361,8 @@ def write_aci(rootfs, manifest_bytes, out_path, *, compression="gzip", owner=Non
     directory brings only itself. Device nodes and sockets are left out (extract refuses them).
     """
     if compression not in COMPRESSIONS:
-        raise InvalidInput("compression: %r is not one of %s" % (compression, ", ".join(COMPRESSIONS)),
-                           "compression")
+        raise InvalidInput("compression: %r is not supported; use one of %s"
+                           % (compression, ", ".join(COMPRESSIONS)), "compression")
     manifest_bytes = bytes(manifest_bytes)
     appc.parse_image_manifest(manifest_bytes)
     selection = None if paths is None else _PathSelection(paths)

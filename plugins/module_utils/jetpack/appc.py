@@ -60,9 +60,15 @@ def _join(field, key):
 
 # ---------------------------------------------------------------- scalar types
 
-def _require_str(value, field, what="a string"):
+def _show(value):
+    """repr() of a value for a message, shortened: values come from untrusted manifests."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _require_str(value, field):
     if not isinstance(value, str):
-        _fail(field, "expected %s, got %s" % (what, _json_type(value)),
+        _fail(field, "expected a string, got %s" % _json_type(value),
               "quote the value so it is a string")
     return value
 
@@ -73,12 +79,13 @@ def _require_bool(value, field):
     return value
 
 
-def _require_int(value, field, low=None, high=None):
+def _require_int(value, field, low, high=None):
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(field, "expected an integer, got %s" % _json_type(value), "use a whole number")
-    if (low is not None and value < low) or (high is not None and value > high):
-        _fail(field, "%d is out of range" % value,
-              "use a value from %s to %s" % (low, "any" if high is None else high))
+    if high is None and value < low:
+        _fail(field, "%d is out of range" % value, "use a value of at least %d" % low)
+    if high is not None and not low <= value <= high:
+        _fail(field, "%d is out of range" % value, "use a value from %d to %d" % (low, high))
     return value
 
 
@@ -119,7 +126,7 @@ def _no_nul(value, field):
 def _require_absolute_path(value, field):
     _no_nul(_require_str(value, field), field)
     if not value.startswith("/"):
-        _fail(field, "%r is not an absolute path" % value, "start it with '/'")
+        _fail(field, "%s is not an absolute path" % _show(value), "start it with '/'")
     return value
 
 
@@ -129,7 +136,7 @@ def validate_identifier(value, field):
     """An AC Identifier (image, label, annotation and isolator names)."""
     _require_str(value, field)
     if not _IDENTIFIER_RE.fullmatch(value):
-        _fail(field, "%r is not a valid AC identifier" % value, IDENTIFIER_HINT)
+        _fail(field, "%s is not a valid AC identifier" % _show(value), IDENTIFIER_HINT)
     return value
 
 
@@ -137,7 +144,7 @@ def validate_acname(value, field):
     """An AC Name (app, volume, mount point and port names)."""
     _require_str(value, field)
     if not _ACNAME_RE.fullmatch(value):
-        _fail(field, "%r is not a valid AC name" % value, ACNAME_HINT)
+        _fail(field, "%s is not a valid AC name" % _show(value), ACNAME_HINT)
     return value
 
 
@@ -145,7 +152,7 @@ def validate_image_id(value, field="image_id"):
     """An image ID: "sha512-" and lowercase hex (the reference code accepts shortened digests)."""
     _require_str(value, field)
     if not _IMAGE_ID_RE.fullmatch(value):
-        _fail(field, "%r is not an image ID" % value,
+        _fail(field, "%s is not an image ID" % _show(value),
               "use sha512- followed by the lowercase hex digest (up to 128 digits)")
     return value
 
@@ -159,10 +166,10 @@ def validate_os_arch(os_name, arch, field="labels"):
         return
     arches = OS_ARCHES.get(os_name)
     if arches is None:
-        _fail(_join(field, "os"), "unsupported os %r" % os_name,
+        _fail(_join(field, "os"), "unsupported os %s" % _show(os_name),
               "use one of: %s" % ", ".join(sorted(OS_ARCHES)))
     if arch is not None and arch not in arches:
-        _fail(_join(field, "arch"), "unsupported arch %r for os %r" % (arch, os_name),
+        _fail(_join(field, "arch"), "unsupported arch %s for os %s" % (_show(arch), _show(os_name)),
               "use one of: %s" % ", ".join(arches))
 
 
@@ -188,7 +195,7 @@ def normalize_labels(value, field="labels"):
         if name == "name":
             _fail(name_field, "'name' cannot be a label", "the image name is given separately")
         if name in labels:
-            _fail(name_field, "duplicate label %r" % name, "give each label once")
+            _fail(name_field, "duplicate label %s" % _show(name), "give each label once")
         labels[name] = _validate_label_value(label, value_field)
     validate_os_arch(labels.get("os"), labels.get("arch"), field)
     return dict(sorted(labels.items()))
@@ -227,16 +234,17 @@ def parse_image_ref(ref, field="image"):
     labels = {}
     if colon:
         if not version:
-            _fail(field, "empty version after ':' in %r" % ref,
+            _fail(field, "empty version after ':' in %s" % _show(ref),
                   "write name:version, or leave out the ':'")
         labels["version"] = version
     for part in label_parts:
         label, equals, label_value = part.partition("=")
         if not equals or not label_value:
-            _fail(field, "%r is not a label=value pair" % part,
+            _fail(field, "%s is not a label=value pair" % _show(part),
                   "write references as name:version,label=value")
         if label in labels:
-            _fail(field, "label %r is given twice in %r" % (label, ref), "give each label once")
+            _fail(field, "label %s is given twice in %s" % (_show(label), _show(ref)),
+                  "give each label once")
         labels[label] = label_value
     return name, normalize_labels(labels, field)
 
@@ -247,8 +255,8 @@ def _reject_duplicate_keys(pairs):
     obj = {}
     for key, value in pairs:
         if key in obj:
-            raise InvalidInput("manifest: duplicate key %r in a JSON object; give each key once"
-                               % key, key)
+            raise InvalidInput("manifest: duplicate key %s in a JSON object; give each key once"
+                               % _show(key), key)
         obj[key] = value
     return obj
 
@@ -271,10 +279,13 @@ def _load_json(data):
         except ValueError as error:
             raise InvalidInput("manifest: not valid JSON: %s; fix the JSON syntax" % error,
                                "manifest") from None
+        except RecursionError:
+            raise InvalidInput("manifest: the JSON is nested too deeply; an image manifest "
+                               "needs only a few levels", "manifest") from None
     if isinstance(data, dict):
         try:
             return json.loads(json.dumps(data, allow_nan=False))
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, RecursionError) as error:
             raise InvalidInput("manifest: not plain JSON data: %s" % error, "manifest") from None
     raise InvalidInput("manifest: expected JSON text or an object, got %s" % _json_type(data),
                        "manifest")
@@ -314,11 +325,11 @@ def _required(obj, key, field):
 def _check_kind_and_version(manifest):
     kind = _require_str(_required(manifest, "acKind", ""), "acKind")
     if kind != "ImageManifest":
-        _fail("acKind", "%r is not an image manifest" % kind, 'use "ImageManifest"')
+        _fail("acKind", "%s is not an image manifest" % _show(kind), 'use "ImageManifest"')
     version = _require_str(_required(manifest, "acVersion", ""), "acVersion")
     match = _SEMVER_RE.fullmatch(version)
     if not match:
-        _fail("acVersion", "%r is not a semantic version" % version,
+        _fail("acVersion", "%s is not a semantic version" % _show(version),
               'use a version such as "%s"' % AC_VERSION)
     if int(match.group(1)) != AC_MAJOR_VERSION:
         _fail("acVersion", "appc %s is incompatible with this runtime (appc %s)"
@@ -373,10 +384,10 @@ def _check_event_handlers(handlers, field):
         _require_object(handler, where)
         name = _require_str(_required(handler, "name", where), where + ".name")
         if name not in EVENT_HANDLER_NAMES:
-            _fail(where + ".name", "unknown event handler %r" % name,
+            _fail(where + ".name", "unknown event handler %s" % _show(name),
                   "use %s" % " or ".join(EVENT_HANDLER_NAMES))
         if name in seen:
-            _fail(where + ".name", "a second %r handler" % name, "give each handler once")
+            _fail(where + ".name", "a second %s handler" % _show(name), "give each handler once")
         seen.add(name)
         _check_exec(_required(handler, "exec", where), where + ".exec", allow_empty=False)
 
@@ -388,10 +399,10 @@ def _check_environment(variables, field):
         _require_object(variable, where)
         name = _require_str(_required(variable, "name", where), where + ".name")
         if not _ENV_NAME_RE.fullmatch(name):
-            _fail(where + ".name", "%r is not a valid environment variable name" % name,
+            _fail(where + ".name", "%s is not a valid environment variable name" % _show(name),
                   "use letters, digits, '_', '.' or '-', starting with a letter or '_'")
         if name in seen:
-            _fail(where + ".name", "duplicate variable %r" % name, "give each variable once")
+            _fail(where + ".name", "duplicate variable %s" % _show(name), "give each variable once")
         seen.add(name)
         _no_nul(_require_str(_required(variable, "value", where), where + ".value"),
                 where + ".value")
@@ -404,7 +415,7 @@ def _check_mount_points(mount_points, field):
         _require_object(mount, where)
         name = validate_acname(_required(mount, "name", where), where + ".name")
         if name in seen:
-            _fail(where + ".name", "duplicate mount point %r" % name, "give each name once")
+            _fail(where + ".name", "duplicate mount point %s" % _show(name), "give each name once")
         seen.add(name)
         _require_absolute_path(_required(mount, "path", where), where + ".path")
         if mount.get("readOnly") is not None:
@@ -418,11 +429,12 @@ def _check_ports(ports, field):
         _require_object(port, where)
         name = validate_acname(_required(port, "name", where), where + ".name")
         if name in seen:
-            _fail(where + ".name", "duplicate port %r" % name, "give each port name once")
+            _fail(where + ".name", "duplicate port %s" % _show(name), "give each port name once")
         seen.add(name)
         protocol = _require_str(_required(port, "protocol", where), where + ".protocol")
         if not _PROTOCOL_RE.fullmatch(protocol):
-            _fail(where + ".protocol", "%r is not a protocol name" % protocol, "use tcp or udp")
+            _fail(where + ".protocol", "%s is not a protocol name" % _show(protocol),
+                  "use tcp or udp")
         number = _require_int(_required(port, "port", where), where + ".port", 1, 65535)
         count = port.get("count")
         if count is not None:
@@ -461,7 +473,8 @@ def _check_annotations(annotations, field):
         _require_object(annotation, where)
         name = validate_identifier(_required(annotation, "name", where), where + ".name")
         if name in seen:
-            _fail(where + ".name", "duplicate annotation %r" % name, "give each annotation once")
+            _fail(where + ".name", "duplicate annotation %s" % _show(name),
+                  "give each annotation once")
         seen.add(name)
         value = _require_str(_required(annotation, "value", where), where + ".value")
         _check_known_annotation(name, value, where + ".value")
@@ -473,9 +486,10 @@ def _check_known_annotation(name, value, field):
     elif name in ("homepage", "documentation"):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            _fail(field, "%r is not an http(s) URL" % value, "use a URL such as https://example.com/")
+            _fail(field, "%s is not an http(s) URL" % _show(value),
+                  "use a URL such as https://example.com/")
     elif name == "appc.io/executor/supports-systemd-notify" and value not in ("true", "false"):
-        _fail(field, "%r is not a boolean" % value, 'use "true" or "false"')
+        _fail(field, "%s is not a boolean" % _show(value), 'use "true" or "false"')
 
 
 def _check_rfc3339(value, field):
@@ -490,7 +504,7 @@ def _check_rfc3339(value, field):
         if second > 60 or offset_hour > 23 or offset_minute > 59:
             raise ValueError(value)
     except ValueError:
-        _fail(field, "%r is not an RFC 3339 timestamp" % value,
+        _fail(field, "%s is not an RFC 3339 timestamp" % _show(value),
               "use a time such as 2016-01-02T15:04:05Z")
 
 
@@ -504,10 +518,10 @@ def _check_isolators(isolators, field):
         name = validate_identifier(_required(isolator, "name", where), where + ".name")
         check = _ISOLATOR_CHECKS.get(name)
         if check is None:
-            _fail(where + ".name", "unknown isolator %r" % name,
+            _fail(where + ".name", "unknown isolator %s" % _show(name),
                   "use one of: %s" % ", ".join(sorted(_ISOLATOR_CHECKS)))
         if name in seen:
-            _fail(where + ".name", "duplicate isolator %r" % name, "give each isolator once")
+            _fail(where + ".name", "duplicate isolator %s" % _show(name), "give each isolator once")
         seen[name] = where
         if "value" not in isolator:
             _fail(where + ".value", "missing", "give the isolator's value")
@@ -542,7 +556,8 @@ def _check_quantity(value, field):
         return
     _require_str(value, field)
     if not _QUANTITY_RE.fullmatch(value):
-        _fail(field, "%r is not a resource quantity" % value, 'use a value like "500m", "1G" or "512Mi"')
+        _fail(field, "%s is not a resource quantity" % _show(value),
+              'use a value like "500m", "1G" or "512Mi"')
 
 
 def _check_capability_set(value, field):
@@ -553,7 +568,8 @@ def _check_capability_set(value, field):
     for index, name in enumerate(names):
         where = "%s.set[%d]" % (field, index)
         if not _CAPABILITY_RE.fullmatch(_require_str(name, where)):
-            _fail(where, "%r is not a capability name" % name, "use names like CAP_NET_BIND_SERVICE")
+            _fail(where, "%s is not a capability name" % _show(name),
+                  "use names like CAP_NET_BIND_SERVICE")
 
 
 def _check_seccomp(value, field):
