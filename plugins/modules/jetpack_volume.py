@@ -13,7 +13,7 @@ short_description: Manage named jetpack volumes, ZFS datasets that outlive pods
 version_added: 0.1.0
 description:
   - A named volume is a ZFS dataset under the store's C(volumes/) that pods mount with
-    C(kind: jetpack) in M(jetpack.runtime.jetpack_pod). It outlives every pod and can be shared by several.
+    C(kind=jetpack) in M(jetpack.runtime.jetpack_pod). It outlives every pod and can be shared by several.
   - B(A volume is never destroyed or recreated because an option differs.) ZFS properties are changed in place
     where ZFS allows it; creation-only properties (such as C(casesensitivity) or C(encryption)) that differ are
     reported in RV(creation_only_differences) and left alone.

@@ -134,7 +134,7 @@ def cmd_pack(args) -> None:
         manifest = appc.parse_image_manifest(f.read())
     owner = tuple(int(x) for x in args.owner.split(":")) if args.owner else None
     say(aci.write_aci(args.rootfs, appc.serialize_manifest(manifest), args.output,
-                        compression=args.compression, owner=owner))
+                      compression=args.compression, owner=owner))
 
 
 def cmd_gc(args) -> None:

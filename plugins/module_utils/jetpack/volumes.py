@@ -16,7 +16,7 @@ import re
 from typing import Optional
 
 from .errors import InUse, InvalidInput, NotFound
-from .store import KIND, READY, STATE, Store, read_json, write_json
+from .store import KIND, READY, STATE, Store, write_json
 from . import appc
 
 # zfsprops(7): these are fixed when the dataset is created.
