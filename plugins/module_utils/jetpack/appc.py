@@ -16,24 +16,26 @@ from .errors import InvalidInput
 AC_VERSION = "0.8.11"
 AC_MAJOR_VERSION = 0
 
-_IDENTIFIER_RE = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
-_ACNAME_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_SEMVER_RE = re.compile(
+# Pattern texts, not compiled patterns: re compiles (and caches) one on first use, so a run
+# that never checks a field never pays for its pattern.
+_IDENTIFIER_RE = r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*"
+_ACNAME_RE = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+_SEMVER_RE = (
     r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
     r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?"
     r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?"
 )
-_IMAGE_ID_RE = re.compile(r"sha512-[0-9a-f]{1,128}")
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9.-]*")
-_RFC3339_RE = re.compile(
+_IMAGE_ID_RE = r"sha512-[0-9a-f]{1,128}"
+_ENV_NAME_RE = r"[A-Za-z_][A-Za-z_0-9.-]*"
+_RFC3339_RE = (
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))"
 )
-_QUANTITY_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:m|k|K|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
-_PROTOCOL_RE = re.compile(r"[a-z][a-z0-9+.-]*")
-_CAPABILITY_RE = re.compile(r"CAP_[A-Z_]+")
-_CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
+_QUANTITY_RE = r"[0-9]+(?:\.[0-9]+)?(?:m|k|K|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?"
+_PROTOCOL_RE = r"[a-z][a-z0-9+.-]*"
+_CAPABILITY_RE = r"CAP_[A-Z_]+"
+_CONTROL_CHARS_RE = r"[\x00-\x1f\x7f]"
 
 IDENTIFIER_HINT = ("use lowercase letters and digits, optionally separated by single '-', '.', "
                    "'_', '~' or '/' (for example example.com/my-app)")
@@ -135,7 +137,7 @@ def _require_absolute_path(value, field):
 def validate_identifier(value, field):
     """An AC Identifier (image, label, annotation and isolator names)."""
     _require_str(value, field)
-    if not _IDENTIFIER_RE.fullmatch(value):
+    if not re.fullmatch(_IDENTIFIER_RE, value):
         _fail(field, "%s is not a valid AC identifier" % _show(value), IDENTIFIER_HINT)
     return value
 
@@ -143,7 +145,7 @@ def validate_identifier(value, field):
 def validate_acname(value, field):
     """An AC Name (app, volume, mount point and port names)."""
     _require_str(value, field)
-    if not _ACNAME_RE.fullmatch(value):
+    if not re.fullmatch(_ACNAME_RE, value):
         _fail(field, "%s is not a valid AC name" % _show(value), ACNAME_HINT)
     return value
 
@@ -151,7 +153,7 @@ def validate_acname(value, field):
 def validate_image_id(value, field="image_id"):
     """An image ID: "sha512-" and lowercase hex (the reference code accepts shortened digests)."""
     _require_str(value, field)
-    if not _IMAGE_ID_RE.fullmatch(value):
+    if not re.fullmatch(_IMAGE_ID_RE, value):
         _fail(field, "%s is not an image ID" % _show(value),
               "use sha512- followed by the lowercase hex digest (up to 128 digits)")
     return value
@@ -175,7 +177,7 @@ def validate_os_arch(os_name, arch, field="labels"):
 
 def _validate_label_value(value, field):
     _require_str(value, field)
-    if _CONTROL_CHARS_RE.search(value):
+    if re.search(_CONTROL_CHARS_RE, value):
         _fail(field, "contains a control character (newline, tab, NUL...)", "remove it")
     return value
 
@@ -327,7 +329,7 @@ def _check_kind_and_version(manifest):
     if kind != "ImageManifest":
         _fail("acKind", "%s is not an image manifest" % _show(kind), 'use "ImageManifest"')
     version = _require_str(_required(manifest, "acVersion", ""), "acVersion")
-    match = _SEMVER_RE.fullmatch(version)
+    match = re.fullmatch(_SEMVER_RE, version)
     if not match:
         _fail("acVersion", "%s is not a semantic version" % _show(version),
               'use a version such as "%s"' % AC_VERSION)
@@ -398,7 +400,7 @@ def _check_environment(variables, field):
         where = "%s[%d]" % (field, index)
         _require_object(variable, where)
         name = _require_str(_required(variable, "name", where), where + ".name")
-        if not _ENV_NAME_RE.fullmatch(name):
+        if not re.fullmatch(_ENV_NAME_RE, name):
             _fail(where + ".name", "%s is not a valid environment variable name" % _show(name),
                   "use letters, digits, '_', '.' or '-', starting with a letter or '_'")
         if name in seen:
@@ -432,7 +434,7 @@ def _check_ports(ports, field):
             _fail(where + ".name", "duplicate port %s" % _show(name), "give each port name once")
         seen.add(name)
         protocol = _require_str(_required(port, "protocol", where), where + ".protocol")
-        if not _PROTOCOL_RE.fullmatch(protocol):
+        if not re.fullmatch(_PROTOCOL_RE, protocol):
             _fail(where + ".protocol", "%s is not a protocol name" % _show(protocol),
                   "use tcp or udp")
         number = _require_int(_required(port, "port", where), where + ".port", 1, 65535)
@@ -493,7 +495,7 @@ def _check_known_annotation(name, value, field):
 
 
 def _check_rfc3339(value, field):
-    match = _RFC3339_RE.fullmatch(value)
+    match = re.fullmatch(_RFC3339_RE, value)
     try:
         if not match:
             raise ValueError(value)
@@ -555,7 +557,7 @@ def _check_quantity(value, field):
             _fail(field, "negative quantity", "use a positive amount")
         return
     _require_str(value, field)
-    if not _QUANTITY_RE.fullmatch(value):
+    if not re.fullmatch(_QUANTITY_RE, value):
         _fail(field, "%s is not a resource quantity" % _show(value),
               'use a value like "500m", "1G" or "512Mi"')
 
@@ -567,7 +569,7 @@ def _check_capability_set(value, field):
         _fail(_join(field, "set"), "empty set", "name at least one capability")
     for index, name in enumerate(names):
         where = "%s.set[%d]" % (field, index)
-        if not _CAPABILITY_RE.fullmatch(_require_str(name, where)):
+        if not re.fullmatch(_CAPABILITY_RE, _require_str(name, where)):
             _fail(where, "%s is not a capability name" % _show(name),
                   "use names like CAP_NET_BIND_SERVICE")
 

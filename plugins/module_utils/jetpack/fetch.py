@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Optional
 
 from .errors import InvalidInput, JetpackError, NotFound
@@ -55,6 +52,9 @@ def file_signature(path: str) -> dict:
 
 def download(url: str, directory: str, validate_certs: bool = True) -> str:
     """Download url into a new file in directory and return its path (the caller removes it)."""
+    import ssl  # only here: a run that downloads nothing does not pay for ssl and http.client
+    import urllib.error
+    import urllib.request
     handlers = []
     if url.startswith("https:") and not validate_certs:
         handlers.append(urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))

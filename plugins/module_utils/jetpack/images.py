@@ -20,11 +20,9 @@ import datetime
 import os
 import shutil
 import tempfile
-import uuid
-from dataclasses import dataclass, field
 from typing import Optional
 
-from . import aci, appc, fetch
+from . import appc, fetch
 from .errors import InUse, InvalidInput, NotFound
 from .store import KIND, SEALED, STATE, Store, read_json, write_json
 
@@ -34,16 +32,18 @@ ARCHIVE = "aci"
 MANIFEST = "manifest"
 
 
-@dataclass
 class Image:
-    key: str
-    dataset: str
-    id: str
-    manifest: dict
-    record: dict
-    rootfs: str
-    used: int = 0
-    users: list = field(default_factory=list)
+    """A sealed image of the store: its dataset, manifest and the store's record of it."""
+
+    def __init__(self, key: str, dataset: str, id: str, manifest: dict, record: dict, rootfs: str,
+                 used: int = 0):
+        self.key = key
+        self.dataset = dataset
+        self.id = id
+        self.manifest = manifest
+        self.record = record
+        self.rootfs = rootfs
+        self.used = used
 
     @property
     def name(self) -> str:
@@ -83,7 +83,8 @@ def list_images(store: Store) -> list:
         key = dataset.rsplit("/", 1)[1]
         try:
             record = read_json(store.path("images", key, RECORD))
-            manifest = appc.parse_image_manifest(_read_bytes(store.path("images", key, MANIFEST)))
+            # Validated when imported, and the store is the source of truth: no need to again.
+            manifest = read_json(store.path("images", key, MANIFEST))
         except (OSError, ValueError):
             continue  # a sealed dataset whose files are gone is reported by `jetpack gc`, not here
         images.append(Image(key=key, dataset=dataset, id=props.get("jetpack:id", record["id"]),
@@ -135,16 +136,20 @@ def describe_users(users: list) -> str:
 
 
 # --- import -------------------------------------------------------------------------------------
-@dataclass
 class ImportRequest:
-    source: str
-    image_id: Optional[str] = None
-    name: Optional[str] = None
-    labels: dict = field(default_factory=dict)
-    allow_http: bool = False
-    validate_certs: bool = True
-    allow_setuid: bool = False
-    limits: aci.Limits = field(default_factory=aci.Limits)
+    """What a task asks to import; name, labels and image_id are checked against the archive."""
+
+    def __init__(self, source: str, image_id: Optional[str] = None, name: Optional[str] = None,
+                 labels: Optional[dict] = None, allow_http: bool = False, validate_certs: bool = True,
+                 allow_setuid: bool = False, limits=None):
+        self.source = source
+        self.image_id = image_id
+        self.name = name
+        self.labels = labels or {}
+        self.allow_http = allow_http
+        self.validate_certs = validate_certs
+        self.allow_setuid = allow_setuid
+        self.limits = limits  # an aci.Limits; None: the defaults
 
 
 def cached_import(store: Store, request: ImportRequest, images: list) -> Optional[Image]:
@@ -176,7 +181,7 @@ def plan_import(store: Store, request: ImportRequest) -> tuple:
     if existing:
         return existing, existing.manifest, existing.id
     with _source_file(store, request, persistent=False) as path:
-        manifest, _raw, image_id = aci.read_manifest(path, request.limits)
+        manifest, _raw, image_id = _aci().read_manifest(path, request.limits or _aci().Limits())
     _check_expected(manifest, image_id, request)
     return get_image(store, image_id, images), manifest, image_id
 
@@ -199,6 +204,7 @@ def import_image(store: Store, request: ImportRequest) -> tuple:
 
 
 def _import_file(store: Store, request: ImportRequest, path: str, images: list) -> tuple:
+    import uuid  # only here: importing uuid costs a no-op run more than the rest of this file
     key = uuid.uuid4().hex
     image_dir = store.path("images", key)
     dataset = store.dataset("images", key)
@@ -216,12 +222,13 @@ def _import_file(store: Store, request: ImportRequest, path: str, images: list) 
             store.zfs.create(dataset, props)
         made["dataset"] = dataset
         for parent in parents if len(parents) > 1 else ():
-            aci.overlay_tree(parent.rootfs, rootfs)
+            _aci().overlay_tree(parent.rootfs, rootfs)
         made["parents"] = parents
         return rootfs
 
     try:
-        result = aci.extract(path, prepare, allow_setuid=request.allow_setuid, limits=request.limits,
+        result = _aci().extract(path, prepare, allow_setuid=request.allow_setuid,
+                                limits=request.limits or _aci().Limits(),
                              expected_id=request.image_id, copy_to=os.path.join(image_dir, ARCHIVE))
         duplicate = get_image(store, result.image_id, images)
         if duplicate:
@@ -229,7 +236,7 @@ def _import_file(store: Store, request: ImportRequest, path: str, images: list) 
             return duplicate, False
         whitelist = result.manifest.get("pathWhitelist") or []
         if whitelist:
-            aci.apply_path_whitelist(os.path.join(image_dir, "rootfs"), whitelist)
+            _aci().apply_path_whitelist(os.path.join(image_dir, "rootfs"), whitelist)
         _write_files(image_dir, result, request, made["parents"])
         seal(store, dataset, result.image_id, result.manifest["name"])
     except BaseException:
@@ -375,7 +382,7 @@ def export_image(store: Store, image: Image, path: str, flat: bool = False,
     """
     if not os.path.isabs(path):
         raise InvalidInput("export_path %r must be an absolute path" % path, field="export_path")
-    current = aci.compute_image_id(path) if os.path.isfile(path) else None
+    current = _aci().compute_image_id(path) if os.path.isfile(path) else None
     # The ID hashes the uncompressed tar, so it names the content whatever the compression.
     wanted = image.record.get("flat_id") if flat else image.id
     if current is not None and current == wanted:
@@ -387,7 +394,7 @@ def export_image(store: Store, image: Image, path: str, flat: bool = False,
     os.close(fd)
     try:
         if flat:
-            written = aci.write_aci(image.rootfs, appc.serialize_manifest(flat_manifest(image.manifest)),
+            written = _aci().write_aci(image.rootfs, appc.serialize_manifest(flat_manifest(image.manifest)),
                                     tmp, compression=compression)
             _remember_flat_id(store, image, written)
         else:
@@ -420,9 +427,10 @@ def _remember_flat_id(store: Store, image: Image, image_id: str) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+def _aci():
+    """The archive code, imported only to read or write an archive: a no-op run never compiles it."""
+    from . import aci
+    return aci
 
 
 def _int(value) -> int:

@@ -16,16 +16,15 @@ import os
 import signal
 import time
 import uuid as uuidlib
-from collections import namedtuple
 from typing import Optional
 
 from . import appc, beneath, images
+from .engines import Mount
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .store import KIND, READY, STATE, Store, read_json, write_json
 
 RESTART_POLICIES = ("no", "on-failure", "always")
 VOLUME_KINDS = ("host", "empty", "jetpack")
-Mount = namedtuple("Mount", "source target read_only")
 
 
 # --- reifying -----------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from typing import Optional
 
 from .errors import InvalidInput, NotFound
@@ -41,11 +40,13 @@ _HELD_LOCKS = set()  # lock files this process holds
 OBJECT_PROPS = (KIND, STATE, "jetpack:id", "jetpack:name", "origin", "used", "mountpoint")
 
 
-@dataclass(frozen=True)
 class StoreConfig:
-    root: str
-    mountpoint: str = DEFAULT_MOUNTPOINT
-    pool_file: Optional[str] = None  # set for the embedded file-backed pool
+    """Which store: its root dataset, mountpoint, and the file backing an embedded pool."""
+
+    def __init__(self, root: str, mountpoint: str = DEFAULT_MOUNTPOINT, pool_file: Optional[str] = None):
+        self.root = root
+        self.mountpoint = mountpoint
+        self.pool_file = pool_file
 
     @property
     def pool(self) -> str:

@@ -24,7 +24,7 @@ import re
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from .errors import AlreadyExists, Busy, CommandError, InUse, InvalidInput, JetpackError, NotFound
 
@@ -52,7 +52,7 @@ class ZfsInUse(InUse, CommandError):
         return {**CommandError.details(self), "users": self.users}
 
 
-_SUBJECT = re.compile(r"^cannot [a-z ]+? '([^']*)'", re.M)
+_SUBJECT = r"^cannot [a-z ]+? '([^']*)'"  # compiled (and cached) by re on first use
 
 
 def _listed_after(stderr: str, marker: str) -> list:
@@ -71,7 +71,7 @@ def _listed_after(stderr: str, marker: str) -> list:
 
 def error_for(argv, rc, stdout, stderr) -> CommandError:
     """The typed error for a failed zfs/zpool command, classified by its stderr."""
-    found = _SUBJECT.search(stderr)
+    found = re.search(_SUBJECT, stderr, re.M)
     what = found.group(1) if found else (argv[-1] if argv else "?")
     cmd = "(command: %s; exit status %s)" % (shlex.join(argv), rc)
     if "has dependent clones" in stderr:
@@ -123,7 +123,7 @@ def _error(cls, msg, argv, rc, stdout, stderr, users=None):
 
 # --- argv builders (pure) ------------------------------------------------------------------
 
-_PROP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._@+-]*$")
+_PROP = r"^[A-Za-z0-9][A-Za-z0-9:._@+-]*$"
 
 
 def _name(name, field: str = "name") -> str:
@@ -142,7 +142,7 @@ def _snapshot(name, field: str = "snapshot") -> str:
 
 
 def _prop(prop) -> str:
-    if not isinstance(prop, str) or not _PROP.match(prop):
+    if not isinstance(prop, str) or not re.match(_PROP, prop):
         raise InvalidInput("invalid ZFS property name %r: use a native property or a user"
                            " property such as 'module:property'" % (prop,), "props")
     return prop
@@ -297,13 +297,9 @@ def parse_number(value: str):
 
 # --- capabilities --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Capabilities:
-    parsable_list: bool   # zfs list -p
-    multi_set: bool       # zfs set a=1 b=2 DS in one call
-    create_nomount: bool  # zfs create -u
-    diff: bool            # zfs diff
-    rename_mounted: bool  # rename of a mounted dataset works (proxy: zfs rename -u is known)
+# What this ZFS can do, probed once: zfs list -p; zfs set a=1 b=2 DS in one call; zfs create -u;
+# zfs diff; renaming a mounted dataset (proxy: zfs rename -u is known).
+Capabilities = namedtuple("Capabilities", "parsable_list multi_set create_nomount diff rename_mounted")
 
 
 # Each probe stops with a usage error after option parsing: no dataset is named, nothing changes.
