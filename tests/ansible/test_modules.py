@@ -47,3 +47,16 @@ def test_jetpack_image_four_steps(store_vars, tmp_path):
     assert "failed=0" in out
     store = Store(StoreConfig(store_vars["store_root"], store_vars["store_mountpoint"]))
     assert store.list_objects("images") == {}
+
+
+def test_jetpack_volume_four_steps(store_vars):
+    out = run_playbook("jetpack_volume.yml", store_vars)
+    assert "failed=0" in out
+
+
+def test_jetpack_pod_four_steps(store_vars, tmp_path):
+    busybox_aci = make_aci(str(tmp_path), manifest("example.com/busybox", {"os": "linux"}), busybox=True)[0]
+    out = run_playbook("jetpack_pod.yml", dict(store_vars, busybox_aci=busybox_aci))
+    assert "failed=0" in out
+    store = Store(StoreConfig(store_vars["store_root"], store_vars["store_mountpoint"]))
+    assert store.list_objects("pods") == {}

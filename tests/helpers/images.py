@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 
+APPLETS = ("sh", "sleep", "echo", "cat", "date", "ps", "wget", "httpd", "touch", "id", "env", "ls", "mkdir",
+           "true", "false", "stat", "hostname", "ifconfig", "pwd", "grep", "kill", "nc")
 COMPRESSORS = {"none": None, "gzip": ["gzip", "-n", "-c"], "bzip2": ["bzip2", "-c"], "xz": ["xz", "-c"]}
 
 
@@ -18,12 +20,13 @@ def manifest(name, labels=None, **fields):
 
 
 def make_rootfs(directory, files=None, busybox=False):
-    """A rootfs directory with files {relative path: bytes or str}; busybox adds /bin/busybox + sh."""
+    """A rootfs directory with files {relative path: bytes or str}; busybox adds /bin/busybox + applets."""
     os.makedirs(directory, exist_ok=True)
     if busybox:
         os.makedirs(os.path.join(directory, "bin"), exist_ok=True)
         shutil.copy2("/bin/busybox", os.path.join(directory, "bin", "busybox"))
-        os.symlink("busybox", os.path.join(directory, "bin", "sh"))
+        for applet in APPLETS:
+            os.symlink("busybox", os.path.join(directory, "bin", applet))
     for path, content in (files or {}).items():
         full = os.path.join(directory, path)
         os.makedirs(os.path.dirname(full), exist_ok=True)

@@ -396,6 +396,13 @@ def start(pod: Pod, start_supervisor) -> bool:
     return True
 
 
+def start_supervised(store: Store, pod: Pod) -> bool:
+    """Start a pod under a supervisor forked by the store's zygote, from the core installed on the host."""
+    from . import install, zygote
+    core = install.ensure_installed()
+    return start(pod, lambda path: zygote.start_pod(path, zygote.socket_path_for(store.root), core))
+
+
 def stop(pod: Pod, engine, grace: float = 5.0) -> bool:
     """Stop a running pod; False when it was not running. The supervisor stops the apps."""
     pid = pod.supervisor_pid()
