@@ -3,6 +3,7 @@ import errno
 import http.server
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -221,6 +222,36 @@ def http_root(tmp_path):
     thread.start()
     yield root, "http://127.0.0.1:%d" % server.server_address[1]
     server.shutdown()
+
+
+@pytest.fixture
+def https_root(tmp_path):
+    root = tmp_path / "www-tls"
+    root.mkdir()
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(root)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, "https://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+
+
+def test_https_certificates_are_verified_unless_told_otherwise(store, tmp_path, https_root):
+    root, url = https_root
+    path, tar = make_aci(str(tmp_path), BASE, {"etc/motd": "over https\n"})
+    os.rename(path, root / "base.aci")
+    with pytest.raises(JetpackError) as refused:
+        import_file(store, url + "/base.aci")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value) and images.list_images(store) == []
+    image, changed = import_file(store, url + "/base.aci", validate_certs=False)
+    assert changed and image.id == sha512_id(tar)
+    assert leftovers(store) == []
 
 
 def test_fetch_over_http_needs_allow_http(store, tmp_path, http_root):
