@@ -1,0 +1,449 @@
+"""The Linux engine: a pod is a set of namespaces kept alive by a minimal pod holder.
+
+start() forks the holder as PID 1 of a new PID namespace, in new mount, UTS, IPC and network
+namespaces. Before it reports ready the holder makes every mount private, binds the pod root
+onto itself, gives each app rootfs what appc's Linux OS spec requires (/proc, read-only /sys, a
+/dev tmpfs with the standard devices, /dev/pts, /dev/shm), binds the pod's mount plan, applies
+read-only rootfs, sets the hostname, brings `lo` up, pivots into the pod root and detaches the
+host's tree. Then it only reaps orphans. Killing it (SIGKILL from the host) makes the kernel kill
+every process of the pod; the mounts die with the mount namespace.
+
+attach() enters the holder's namespaces with setns(2); after a setns into the mount namespace
+the kernel sets root and cwd to the namespace's root, which the holder's pivot_root made the pod
+root (tests/integration/test_linux_engine.py measures this).
+
+Everything runs on Python >= 3.9: unshare, setns, mount, umount2, pivot_root and prctl come from
+libc through ctypes. The holder is forked from a process that has imported everything: it
+imports nothing and allocates as little as it can, so that it shares its parent's pages.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import gc
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import time
+
+from .. import beneath, execution, pods
+from ..errors import JetpackError
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
+
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+# glibc has no pivot_root wrapper: its syscall number per machine (musl exports pivot_root).
+PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "loongarch64": 41, "ppc64le": 203,
+                      "ppc64": 203, "s390x": 217, "i386": 217, "i686": 217, "armv7l": 218, "armv6l": 218}
+
+# Entered in this order; the mount namespace last, as it changes our root.
+NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET),
+              ("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS))
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+READY_TIMEOUT = 60.0   # seconds for the holder to build the pod
+STOP_TIMEOUT = 10.0    # seconds for the kernel to tear the pod down after SIGKILL
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_SIGCHLD = (signal.SIGCHLD,)
+
+
+# --- system calls ---------------------------------------------------------------------------
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, "%s: %s" % (what, os.strerror(number)))
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source, target: str, fstype, flags: int, data=None) -> None:
+    _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags), _bytes(data)),
+           "mount %s on %s" % (source or fstype, target))
+
+
+def umount2(target: str, flags: int) -> None:
+    _check(_libc.umount2(_bytes(target), ctypes.c_int(flags)), "umount %s" % target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    try:
+        call = _libc.pivot_root
+    except AttributeError:
+        number = PIVOT_ROOT_SYSCALL.get(os.uname().machine)
+        if number is None:
+            raise OSError(errno.ENOSYS, "pivot_root: unknown system call number on %s" % os.uname().machine)
+        _check(_libc.syscall(ctypes.c_long(number), _bytes(new_root), _bytes(put_old)), "pivot_root")
+        return
+    _check(call(_bytes(new_root), _bytes(put_old)), "pivot_root")
+
+
+def prctl(option: int, value) -> None:
+    _check(_libc.prctl(ctypes.c_int(option), value, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           "prctl")
+
+
+def set_child_subreaper() -> None:
+    """Orphans among our descendants become our children, so that waitpid() sees them."""
+    prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1))
+
+
+def _bytes(value):
+    return None if value is None else os.fsencode(value)
+
+
+# --- the engine -----------------------------------------------------------------------------
+class LinuxEngine:
+    name = "linux"
+    fork_after_attach = True  # setns into a PID namespace applies to our children only
+    set_child_subreaper = staticmethod(set_child_subreaper)
+
+    def prepare(self, record) -> None:
+        """Nothing to write: the holder builds the pod's mounts in memory at start."""
+
+    def start(self, record) -> dict:
+        """Fork the pod holder; return once the pod is ready, or raise leaving nothing behind."""
+        plan = pods.mount_plan(record)
+        devices = {name: os.stat("/dev/" + name).st_rdev for name in DEVICES}
+        read_end, write_end = os.pipe()
+        try:
+            pid = _fork_in_new_pid_namespace()
+        except BaseException as error:
+            os.close(read_end)
+            os.close(write_end)
+            if isinstance(error, OSError):
+                raise JetpackError("pod %s: cannot create a PID namespace (%s); the Linux engine needs root "
+                                   "and a kernel with namespaces" % (record["name"], error.strerror)) from None
+            raise
+        if pid == 0:
+            _holder(record, plan, devices, write_end)
+        os.close(write_end)
+        try:
+            answer = _read_all(read_end, READY_TIMEOUT)
+            if answer == b"ready":
+                return {"holder_pid": pid, "pid_ns": os.readlink("/proc/%d/ns/pid" % pid)}
+        except BaseException:
+            _kill_and_reap(pid)  # not reaped before: the pid cannot have been reused
+            raise
+        finally:
+            os.close(read_end)
+        _pid, status = os.waitpid(pid, 0)  # it exits once it has said why
+        raise JetpackError("pod %s could not be started: %s"
+                           % (record["name"], answer.decode("utf-8", "replace") or _death(status)))
+
+    def attach(self, record, context) -> None:
+        """In a forked child: enter the pod's namespaces; our next child is in its PID namespace."""
+        pid = context["holder_pid"]
+        fds = []
+        try:
+            for kind, _flag in NAMESPACES:
+                fds.append(os.open("/proc/%d/ns/%s" % (pid, kind), os.O_RDONLY | os.O_CLOEXEC))
+            # Checked once the fds are open: they cannot belong to a process that reused the pid.
+            if not _is_holder(context):
+                raise JetpackError("pod %s is not running (no holder process %d); start it first"
+                                   % (record["name"], pid))
+            for fd, (_kind, flag) in zip(fds, NAMESPACES):
+                setns(fd, flag)
+        except FileNotFoundError:
+            raise JetpackError("pod %s is not running (no holder process %d); start it first"
+                               % (record["name"], pid)) from None
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def stop(self, record, context) -> None:
+        """SIGKILL the holder (the kernel kills the whole pod) and wait until it is gone."""
+        pid = context["holder_pid"]
+        if _is_holder(context):  # alive, exiting or a zombie; not a process that reused the pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(record, pid)
+
+    def running(self, record, context) -> bool:
+        # An exiting holder (or a zombie) has lost its mount namespace already.
+        return _is_holder(context) and os.path.exists("/proc/%d/ns/mnt" % context["holder_pid"])
+
+
+def _is_holder(context) -> bool:
+    """The pid still is the pod's holder: its PID namespace is the pod's (or, without one recorded, not ours).
+
+    A zombie keeps its PID namespace link, so this holds until the holder is reaped.
+    """
+    try:
+        theirs = os.readlink("/proc/%d/ns/pid" % context["holder_pid"])
+    except OSError:
+        return False
+    expected = context.get("pid_ns")
+    return theirs == expected if expected else theirs != os.readlink("/proc/self/ns/pid")
+
+
+# --- start: the parent's side ---------------------------------------------------------------
+def _fork_in_new_pid_namespace() -> int:
+    """fork() whose child is PID 1 of a new PID namespace and still our child (to wait for)."""
+    ours = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        unshare(CLONE_NEWPID)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:  # our later children go back to our own PID namespace
+                setns(ours, CLONE_NEWPID)
+        return pid
+    finally:
+        os.close(ours)
+
+
+def _read_all(fd: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise JetpackError("the pod holder did not get ready within %d s: look for a hung mount "
+                               "(a volume on an unresponsive filesystem) and try again" % timeout)
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _death(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return "the pod holder was killed by signal %d" % os.WTERMSIG(status)
+    return "the pod holder exited with status %d" % os.WEXITSTATUS(status)
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+# --- the holder -----------------------------------------------------------------------------
+def _holder(record, plan, devices, ready: int) -> None:
+    """PID 1 of the pod: have it built, tell the parent, then reap forever. Never returns.
+
+    The building runs in a short-lived child sharing the new namespaces (its pivot_root moves our
+    root and cwd too): the pages it dirties go with it, the holder keeps only what it touched.
+    """
+    try:
+        gc.disable()  # a collection would touch, hence copy, every page shared with the parent
+        # Default dispositions: as PID 1 the holder then ignores every signal but the host's SIGKILL.
+        # SIGCHLD blocked stays pending for sigwaitinfo instead of being discarded.
+        execution.default_signals(_SIGCHLD)
+        prctl(PR_SET_NAME, b"jetpack-pod")
+        execution.close_other_fds([ready])
+        unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET)
+        os.chdir("/")  # pivot_root moves a root or cwd that is the old root, nothing else
+        builder = os.fork()
+        if builder == 0:
+            _build(record, plan, devices, ready)
+        if os.waitpid(builder, 0)[1] != 0:
+            os._exit(1)  # the builder said why
+        os.write(ready, b"ready")
+        os.close(ready)
+    except BaseException as error:  # noqa: B902 - the parent must hear about anything
+        _fail(ready, error)
+    try:
+        _reap_forever()
+    finally:
+        os._exit(0)
+
+
+def _build(record, plan, devices, ready: int) -> None:
+    """The pod's mounts, hostname and loopback, then pivot_root into it. Never returns."""
+    try:
+        os.umask(0)
+        _build_mounts(record, plan, devices)
+        socket.sethostname(record["hostname"])
+        _loopback_up()
+        _enter_pod_root(record["root"])
+    except BaseException as error:  # noqa: B902 - the parent must hear about anything
+        _fail(ready, error)
+    os._exit(0)
+
+
+def _fail(ready: int, error: BaseException) -> None:
+    with contextlib.suppress(BaseException):
+        os.write(ready, execution.describe(error).encode("utf-8", "replace"))
+    os._exit(1)
+
+
+def _reap_forever() -> None:
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        signal.sigwaitinfo(_SIGCHLD)
+
+
+def _build_mounts(record, plan, devices) -> None:
+    root = record["root"]
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount may reach the host
+    mount(root, root, None, MS_BIND | MS_REC)    # pivot_root needs a mount point
+    read_only = [app["rootfs"] for app in record["apps"] if app.get("read_only_rootfs")]
+    for rootfs in read_only:
+        mount(rootfs, rootfs, None, MS_BIND | MS_REC)  # its own mount, to remount read-only last
+    for app in record["apps"]:
+        _mount_os_spec(app, devices)
+    for entry in plan:
+        _mount_volume(root, entry)
+    for rootfs in read_only:
+        mount(None, rootfs, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+def _mount_os_spec(app, devices) -> None:
+    """What appc's Linux OS spec requires in every app's filesystem."""
+    rootfs = app["rootfs"]
+    try:
+        _mount_beneath(rootfs, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, create=True)
+        _mount_beneath(rootfs, "sys", "sysfs", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, create=True)
+        _mount_beneath(rootfs, "dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k", create=True)
+        _make_devices(rootfs, devices)
+        _mount_beneath(rootfs, "dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
+                       "newinstance,ptmxmode=0666,mode=0620")
+        _mount_beneath(rootfs, "dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+    except JetpackError as error:
+        raise JetpackError("app %s: %s" % (app["name"], error)) from None
+
+
+def _make_devices(rootfs: str, devices) -> None:
+    dev = beneath.open_dir(rootfs, "dev")  # the fresh tmpfs: nothing in it but what we make
+    try:
+        for name in DEVICES:
+            os.mknod(name, stat.S_IFCHR | 0o666, devices[name], dir_fd=dev)
+        # No terminal is given to pods yet: the console is a null device, never the host's.
+        os.mknod("console", stat.S_IFCHR | 0o666, devices["null"], dir_fd=dev)
+        for link, target in DEV_LINKS:
+            os.symlink(target, link, dir_fd=dev)
+        os.mkdir("pts", 0o755, dir_fd=dev)
+        os.mkdir("shm", 0o1777, dir_fd=dev)
+    finally:
+        os.close(dev)
+
+
+def _mount_volume(root: str, entry) -> None:
+    """Bind one entry of the mount plan; read-only is the kernel's: a remount of the bind."""
+    relative = os.path.relpath(entry.target, root)
+    if relative.startswith(".."):
+        raise JetpackError("mount target %s is outside the pod root %s" % (entry.target, root))
+    if not os.path.isdir(entry.source):
+        raise JetpackError("volume source %s is not a directory on the host; create it or fix the volume"
+                           % entry.source)
+    # A read-only bind is not recursive: a mount below the source would stay writable.
+    _mount_beneath(root, relative, entry.source, None, MS_BIND if entry.read_only else MS_BIND | MS_REC)
+    if entry.read_only:  # walked again: this time the walk ends in the new mount
+        _mount_beneath(root, relative, None, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+def _mount_beneath(top: str, path: str, source, fstype, flags: int, data=None, create=False) -> None:
+    """Mount on top/path, reached without following any symlink (an image's or an app's)."""
+    try:
+        fd = beneath.open_dir(top, path, create=create)
+    except FileNotFoundError:
+        raise JetpackError("cannot mount /%s: it is missing; prepare the pod again" % path) from None
+    except JetpackError as error:
+        raise JetpackError("cannot mount /%s: %s" % (path, error)) from None
+    try:
+        mount(source, "/proc/self/fd/%d" % fd, fstype, flags, data)
+    except OSError as error:
+        action = "mount %s on" % (source or fstype) if source or fstype else "remount"
+        raise JetpackError("cannot %s /%s: %s" % (action, path, os.strerror(error.errno))) from None
+    finally:
+        os.close(fd)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            request = struct.pack("16sH22x", b"lo", 0)
+            flags = struct.unpack_from("16sH", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+            fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+        except OSError as error:
+            raise JetpackError("cannot bring the pod's loopback interface up: %s" % error.strerror) from None
+
+
+def _enter_pod_root(root: str) -> None:
+    """pivot_root into the pod root, then detach the host's tree stacked on it."""
+    os.chdir(root)
+    pivot_root(".", ".")
+    umount2(".", MNT_DETACH)
+    os.chdir("/")
+
+
+# --- stop -----------------------------------------------------------------------------------
+def _wait_gone(record, pid: int) -> None:
+    """Until the holder is reaped (ours) or a zombie (someone else's): the pod is then empty."""
+    deadline = time.monotonic() + STOP_TIMEOUT
+    delay = 0.001
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            raise JetpackError(
+                "pod %s: its holder (pid %d) did not exit within %d s of SIGKILL; the kernel keeps it until "
+                "every process of the pod is reaped: this process (pid %d) must reap its children %s"
+                % (record["name"], pid, STOP_TIMEOUT, os.getpid(), _zombie_children() or "(none found)"))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        return _state(pid) in ("", "Z")
+    return False
+
+
+def _state(pid: int) -> str:
+    """The state letter of a process; "" when it does not exist."""
+    return (_stat_fields(pid) or [""])[0]
+
+
+def _zombie_children() -> list:
+    me = str(os.getpid())
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and _stat_fields(name)[:2] == ["Z", me]]
+
+
+def _stat_fields(pid) -> list:
+    """The fields of /proc/<pid>/stat after the command (state, ppid...); [] when it does not exist."""
+    try:
+        with open("/proc/%s/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].decode().split()
+    except (OSError, IndexError):
+        return []
