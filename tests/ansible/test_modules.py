@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
 from tests.helpers.images import make_aci, manifest, sha512_id
+from tests.helpers.store import stop_zygote
 
 pytestmark = [pytest.mark.ansible, pytest.mark.integration]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +32,7 @@ def store_vars(zfs_pool):
     key = "a" + uuid.uuid4().hex[:8]
     root = "%s/%s" % (zfs_pool.name, key)
     yield {"store_root": root, "store_mountpoint": os.path.join(str(zfs_pool.base), key)}
+    stop_zygote(root)
     if zfs_pool.zfs.exists(root):
         zfs_pool.zfs.destroy(root, recursive=True)
 

@@ -4,6 +4,7 @@ import uuid
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
+from tests.helpers.store import stop_zygote
 
 
 @pytest.fixture
@@ -14,4 +15,5 @@ def store(zfs_pool):
     store = Store(config, zfs_pool.zfs)
     store.ensure()
     yield store
+    stop_zygote(config.root)
     zfs_pool.zfs.destroy(config.root, recursive=True)
