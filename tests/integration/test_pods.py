@@ -106,7 +106,7 @@ def test_a_pod_serves_http_from_a_read_only_host_volume(store, engine, busybox, 
     finally:
         pods.destroy(pod, engine)
     assert host_mounts_below(pod.record["pod_dir"]) == []
-    assert not store.zfs.exists(pod.dataset)
+    assert store.list_objects("pods") == {} and not os.path.exists(pod.record["pod_dir"])
 
 
 def test_a_replaced_pod_keeps_its_named_volume(store, engine, busybox):
@@ -192,12 +192,12 @@ def test_kill_9_in_the_middle_of_a_create_is_collected_by_the_next_run(store, en
     assert child.stdout.readline().strip() == "preparing"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    half_made = [d for d, p in store.list_objects("pods").items() if p.get("jetpack:state") != "ready"]
-    assert half_made, "the create was killed before it made anything: the test proves nothing"
+    half_made = store.list_objects("pods")
+    assert half_made and pods.list_pods(store) == [], "the create was killed too early: the test proves nothing"
     pod = run_pod(store, engine, {"name": "doomed", "apps": [busybox_app("a", "sleep 600")]})
     try:
-        assert [d for d in store.list_objects("pods")] == [pod.dataset]
-        assert sorted(os.listdir(store.path("pods"))) == [pod.dataset.rsplit("/", 1)[1]]
+        assert sorted(store.list_objects("pods")) == pod.datasets() == [pod.record["apps"][0]["dataset"]]
+        assert sorted(os.listdir(store.path("pods"))) == [pod.key]
     finally:
         pods.destroy(pod, engine)
     assert store.list_objects("pods") == {} and host_mounts_below(store.path("pods")) == []

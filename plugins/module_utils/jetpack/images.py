@@ -123,11 +123,9 @@ def image_users(store: Store, image: Image, images: Optional[list] = None) -> li
              for other in (list_images(store) if images is None else images)
              if image.id in other.record.get("dependencies", []) and other.id != image.id]
     seal = image.dataset + SEAL
-    for section in ("pods", "volumes"):
-        for dataset, props in store.list_objects_recursive(section, ("origin", "jetpack:name")).items():
-            if props.get("origin") == seal:
-                users.append({"kind": section[:-1], "name": props.get("jetpack:name") or dataset,
-                              "dataset": dataset})
+    for dataset, props in store.list_objects("pods").items():
+        if props.get("origin") == seal:
+            users.append({"kind": "pod", "name": props.get("jetpack:name") or dataset, "dataset": dataset})
     return users
 
 

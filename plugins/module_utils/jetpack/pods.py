@@ -21,8 +21,10 @@ from typing import Optional
 from . import appc, beneath, images
 from .engines import Mount
 from .errors import AlreadyExists, InvalidInput, NotFound
-from .store import KIND, READY, STATE, Store, read_json, write_json
+from .store import KIND, Store, read_json, write_json
 
+RECORD = "pod.json"
+POD = "jetpack:pod"  # on every dataset of a pod: the pod's key (its UUID as 32 hex digits)
 RESTART_POLICIES = ("no", "on-failure", "always")
 VOLUME_KINDS = ("host", "empty", "jetpack")
 
@@ -247,12 +249,10 @@ def mount_plan(record: dict) -> list:
 
 # --- lookups ------------------------------------------------------------------------------------
 class Pod:
-    """A pod of the store, as its dataset and pod.json describe it."""
+    """A pod of the store, as its pod.json describes it."""
 
-    def __init__(self, store: Store, dataset: str, props: dict, record: dict):
+    def __init__(self, store: Store, record: dict):
         self.store = store
-        self.dataset = dataset
-        self.props = props
         self.record = record
 
     @property
@@ -263,11 +263,20 @@ class Pod:
     def uuid(self) -> str:
         return self.record["uuid"]
 
+    @property
+    def key(self) -> str:
+        return self.record["uuid"].replace("-", "")
+
+    def datasets(self) -> list:
+        """The pod's datasets (app clones, empty volumes), as the store lists them now."""
+        return _datasets_of(self.store, self.key)
+
     def run_file(self, name: str) -> str:
         return os.path.join(self.record["pod_dir"], "run", name)
 
     def supervisor_pid(self) -> Optional[int]:
-        return _live_pid(self.run_file("supervisor.pid"))
+        from .supervisor import running_pid  # not at the top: most module runs never need it
+        return running_pid(self.record["pod_dir"])
 
     def running(self) -> bool:
         return self.supervisor_pid() is not None
@@ -285,29 +294,28 @@ class Pod:
         for app in self.record["apps"]:
             state = (status.get("apps") or {}).get(app["name"], {})
             apps.append({"name": app["name"], "image_id": app["image_id"], "image_name": app["image_name"],
-                         "exec": app["exec"], "user": app["user"], "group": app["group"],
-                         "state": state.get("state", "created"), "pid": state.get("pid"),
+                         "dataset": app["dataset"], "exec": app["exec"], "user": app["user"],
+                         "group": app["group"], "state": state.get("state", "created"), "pid": state.get("pid"),
                          "exit_code": state.get("exit_code"), "signal": state.get("signal"),
                          "restarts": state.get("restarts", 0), "started": state.get("started"),
                          "finished": state.get("finished")})
         return {"name": self.name, "uuid": self.uuid, "state": "running" if self.running() else "stopped",
                 "hostname": self.record["hostname"], "engine": self.record["engine"],
-                "dataset": self.dataset, "root": self.record["root"], "apps": apps,
+                "root": self.record["root"], "apps": apps,
                 "volumes": self.record["volumes"], "annotations": self.record["annotations"],
                 "restart": self.record["restart"], "stop_timeout": self.record["stop_timeout"],
                 "logs": os.path.join(self.record["pod_dir"], "logs")}
 
 
 def list_pods(store: Store) -> list:
+    """Every complete pod: a directory under pods/ whose pod.json (written last) exists."""
     pods = []
-    for dataset, props in sorted(store.list_objects("pods").items()):
-        if props.get(KIND) != "pod" or props.get(STATE) != READY:
-            continue
+    for key in _listdir(store.path("pods")):
         try:
-            record = read_json(os.path.join(store.path("pods", dataset.rsplit("/", 1)[1]), "pod.json"))
+            record = read_json(store.path("pods", key, RECORD))
         except (OSError, ValueError):
             continue
-        pods.append(Pod(store, dataset, props, record))
+        pods.append(Pod(store, record))
     return pods
 
 
@@ -318,32 +326,38 @@ def find_pod(store: Store, name: str) -> Optional[Pod]:
     return None
 
 
+def _datasets_of(store: Store, key: str) -> list:
+    return sorted(name for name, props in store.list_objects("pods").items() if props.get(POD) == key)
+
+
 # --- lifecycle ----------------------------------------------------------------------------------
 def create(store: Store, record: dict, engine) -> Pod:
-    """Prepare a pod on disk from a reified record (not started); nothing is left on failure."""
+    """Prepare a pod on disk from a reified record (not started); nothing is left on failure.
+
+    A pod is a directory under pods/ plus sibling datasets <key>-app-<app> (clones of the images)
+    and <key>-vol-<volume> (empty volumes), each tagged jetpack:pod=<key>. pod.json is written
+    last and atomically: without it, whatever exists of a pod is garbage.
+    """
     with store.lock():
         store.ensure()
         collect_garbage(store)
         if find_pod(store, record["name"]):
             raise AlreadyExists("a pod named %s exists; remove it first or choose another name" % record["name"])
-        key = uuidlib.uuid4()
-        dataset = store.dataset("pods", key.hex)
-        pod_dir = store.path("pods", key.hex)
-        record = dict(record, uuid=str(key), pod_dir=pod_dir, root=os.path.join(pod_dir, "rootfs"))
+        uuid = uuidlib.uuid4()
+        pod_dir = store.path("pods", uuid.hex)
+        record = dict(record, uuid=str(uuid), pod_dir=pod_dir, root=os.path.join(pod_dir, "rootfs"))
         try:
-            store.zfs.create(dataset, {KIND: "pod", STATE: "preparing", "jetpack:name": record["name"],
-                                       "mountpoint": pod_dir})
-            _prepare(store, record, dataset, engine)
-            write_json(os.path.join(pod_dir, "pod.json"), record, mode=0o600)
+            os.mkdir(pod_dir, 0o700)
+            _prepare(store, record, uuid.hex, engine)
             write_json(os.path.join(pod_dir, "manifest"), pod_manifest(record), mode=0o640)
-            store.zfs.set(dataset, {STATE: READY})
+            write_json(os.path.join(pod_dir, RECORD), record, mode=0o600)
         except BaseException:
-            _remove(store, dataset, pod_dir)
+            _remove(store, uuid.hex)
             raise
-    return find_pod(store, record["name"])
+    return Pod(store, record)
 
 
-def _prepare(store: Store, record: dict, dataset: str, engine) -> None:
+def _prepare(store: Store, record: dict, key: str, engine) -> None:
     root = record["root"]
     for sub, mode in (("rootfs", 0o700), ("run", 0o700), ("logs", 0o750), ("volumes", 0o700)):
         os.mkdir(os.path.join(record["pod_dir"], sub), mode)
@@ -351,23 +365,23 @@ def _prepare(store: Store, record: dict, dataset: str, engine) -> None:
     for app in record["apps"]:
         beneath.makedirs(root, "app/%s" % app["name"])
         app["rootfs"] = os.path.join(root, "app", app["name"], "rootfs")
-        app["dataset"] = "%s/app-%s" % (dataset, app["name"])
+        app["dataset"] = store.dataset("pods", "%s-app-%s" % (key, app["name"]))
         store.zfs.clone(known[app["image_id"]].dataset + images.SEAL, app["dataset"],
-                        {"mountpoint": app["rootfs"], KIND: "app",
+                        {"mountpoint": app["rootfs"], KIND: "app", POD: key,
                          "jetpack:name": "%s/%s" % (record["name"], app["name"])})
     for volume in record["volumes"]:
-        _prepare_volume(store, record, dataset, volume)
+        _prepare_volume(store, record, key, volume)
     for app in record["apps"]:
         for m in app["mounts"]:
             beneath.makedirs(app["rootfs"], m["path"])
     engine.prepare(record)
 
 
-def _prepare_volume(store: Store, record: dict, dataset: str, volume: dict) -> None:
+def _prepare_volume(store: Store, record: dict, key: str, volume: dict) -> None:
     if volume["kind"] == "empty":
         path = os.path.join(record["pod_dir"], "volumes", volume["name"])
-        store.zfs.create("%s/vol-%s" % (dataset, volume["name"]),
-                         {"mountpoint": path, KIND: "empty-volume", "jetpack:name": volume["name"]})
+        store.zfs.create(store.dataset("pods", "%s-vol-%s" % (key, volume["name"])),
+                         {"mountpoint": path, KIND: "empty-volume", POD: key, "jetpack:name": volume["name"]})
         os.chown(path, volume["uid"], volume["gid"])
         os.chmod(path, int(volume["mode"], 8))
         volume["source"] = path
@@ -377,15 +391,30 @@ def _prepare_volume(store: Store, record: dict, dataset: str, volume: dict) -> N
 
 
 def collect_garbage(store: Store) -> list:
-    """Remove pods a crash left half-made; with the store lock held."""
-    return store.collect_garbage("pods", READY)
+    """Remove what a crash left of pods that never got their pod.json; with the store lock held."""
+    complete = {pod.key for pod in list_pods(store)}
+    keys = set(_listdir(store.path("pods")))
+    keys.update(props.get(POD) for props in store.list_objects("pods").values() if props.get(POD))
+    garbage = sorted(keys - complete)
+    for key in garbage:
+        _remove(store, key)
+    return garbage
 
 
-def _remove(store: Store, dataset: str, pod_dir: str) -> None:
-    if store.zfs.exists(dataset):
+def _remove(store: Store, key: str) -> None:
+    """Destroy a pod's datasets (empty volumes included), then its directory."""
+    for dataset in _datasets_of(store, key):
         store.zfs.destroy(dataset, recursive=True)
+    pod_dir = store.path("pods", key)
     if os.path.lexists(pod_dir):
         store.remove_directory(pod_dir)
+
+
+def _listdir(path: str) -> list:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
 
 
 def start(pod: Pod, start_supervisor) -> bool:
@@ -405,12 +434,13 @@ def start_supervised(store: Store, pod: Pod) -> bool:
 
 def stop(pod: Pod, engine, grace: float = 5.0) -> bool:
     """Stop a running pod; False when it was not running. The supervisor stops the apps."""
+    from .supervisor import stop_budget
     pid = pod.supervisor_pid()
     if pid is None:
         _stop_leftovers(pod, engine)
         return False
     os.kill(pid, signal.SIGTERM)
-    if not _wait_gone(pid, pod.record["stop_timeout"] + grace):
+    if not _wait_gone(pid, stop_budget(pod.record) + grace):
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid, grace)
         _stop_leftovers(pod, engine)
@@ -433,17 +463,7 @@ def destroy(pod: Pod, engine) -> None:
     """Stop and remove a pod; named volumes and host paths are never touched."""
     stop(pod, engine)
     with pod.store.lock():
-        _remove(pod.store, pod.dataset, pod.record["pod_dir"])
-
-
-def _live_pid(path: str) -> Optional[int]:
-    try:
-        with open(path) as f:
-            pid = int(f.read().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
+        _remove(pod.store, pod.key)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

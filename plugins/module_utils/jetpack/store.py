@@ -37,7 +37,7 @@ READY = "ready"     # the final state of a pod or a volume
 SECTIONS = ("images", "pods", "volumes")
 _HELD_LOCKS = set()  # lock files this process holds
 # Properties that every section child is listed with, in one zfs call.
-OBJECT_PROPS = (KIND, STATE, "jetpack:id", "jetpack:name", "origin", "used", "mountpoint")
+OBJECT_PROPS = (KIND, STATE, "jetpack:id", "jetpack:name", "jetpack:pod", "origin", "used", "mountpoint")
 
 
 class StoreConfig:
@@ -97,6 +97,8 @@ class Store:
     def __init__(self, config: StoreConfig, zfs: Optional[Zfs] = None):
         self.config = config
         self.zfs = zfs or Zfs()
+        self._inventory = None
+        self._locked = False
 
     # --- names and paths -------------------------------------------------------------------
     @property
@@ -125,10 +127,7 @@ class Store:
         """Create what is missing: the embedded pool, the root dataset and its sections."""
         if self.config.pool_file:
             self._ensure_embedded_pool()
-        try:
-            present = set(self.zfs.get_tree(self.root, (KIND,), depth=1))
-        except NotFound:
-            present = set()
+        present = set(self.inventory())
         if self.root not in present:
             os.makedirs(self.config.mountpoint, mode=0o755, exist_ok=True)
             self.zfs.create(self.root, {"mountpoint": self.config.mountpoint, KIND: "store"}, parents=True)
@@ -155,23 +154,26 @@ class Store:
             raise
 
     # --- listing ----------------------------------------------------------------------------
+    def inventory(self) -> dict:
+        """{dataset: {prop: value}} for the root, its sections and their children, in one zfs call.
+
+        While this process holds the store lock nobody else changes the store, so the answer is
+        kept until this store's Zfs writes (its `generation` counts writes). Without the lock,
+        every call asks ZFS.
+        """
+        if not self._locked or self._inventory is None or self._inventory[0] != self.zfs.generation:
+            try:
+                tree = self.zfs.get_tree(self.root, OBJECT_PROPS, depth=2)
+            except NotFound:
+                tree = {}
+            self._inventory = (self.zfs.generation, tree)
+        return self._inventory[1]
+
     def list_objects(self, section: str) -> dict:
         """{dataset name: {prop: value}} for the direct children of a section; {} without a store."""
-        try:
-            tree = self.zfs.get_tree(self.dataset(section), OBJECT_PROPS, depth=1)
-        except NotFound:
-            return {}
-        tree.pop(self.dataset(section), None)
-        return tree
-
-    def list_objects_recursive(self, section: str, props) -> dict:
-        """{dataset name: {prop: value}} for everything below a section; {} without a store."""
-        try:
-            tree = self.zfs.get_tree(self.dataset(section), props, depth=None)
-        except NotFound:
-            return {}
-        tree.pop(self.dataset(section), None)
-        return tree
+        prefix = self.dataset(section) + "/"
+        return {name: props for name, props in self.inventory().items()
+                if name.startswith(prefix) and "/" not in name[len(prefix):]}
 
     # --- locking and garbage collection ----------------------------------------------------
     @contextlib.contextmanager
@@ -186,8 +188,10 @@ class Store:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _HELD_LOCKS.add(path)
+            self._locked, self._inventory = True, None
             yield
         finally:
+            self._locked, self._inventory = False, None
             _HELD_LOCKS.discard(path)
             os.close(fd)
 

@@ -302,6 +302,9 @@ def parse_number(value: str):
 Capabilities = namedtuple("Capabilities", "parsable_list multi_set create_nomount diff rename_mounted")
 
 
+READ_COMMANDS = ("get", "list")  # every other zfs/zpool subcommand may change something
+
+
 # Each probe stops with a usage error after option parsing: no dataset is named, nothing changes.
 PROBES = {
     "parsable_list": ["zfs", "list", "-H", "-p", "-o", "name", "-d", "0", "-t", "snapshot"],
@@ -338,6 +341,7 @@ class Zfs:
         self.tools = {"zfs": zfs, "zpool": zpool}
         self.sleep = sleep
         self._caps = None
+        self.generation = 0  # counts writes, so that callers can cache what they read in between
 
     @property
     def caps(self) -> Capabilities:
@@ -355,6 +359,8 @@ class Zfs:
 
     def _check(self, argv, ok=()) -> str:
         """stdout of a successful command; a typed error otherwise (stderr texts in `ok` pass)."""
+        if argv[1] not in READ_COMMANDS:
+            self.generation += 1  # before running: a failed write may have changed something too
         argv = self._tool(argv)
         rc, out, err = self.run(argv)
         if rc != 0 and not any(text in err for text in ok):
