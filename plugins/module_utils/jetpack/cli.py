@@ -9,10 +9,11 @@ import argparse
 import json
 import os
 import sys
+import time
 
-from . import aci, appc, images
-from .errors import JetpackError, NotFound
-from .store import SEALED, Store, resolve_config
+from . import aci, appc, images, pods
+from .errors import InvalidInput, JetpackError, NotFound
+from .store import READY, SEALED, Store, read_json, resolve_config
 
 
 def main(argv=None) -> int:
@@ -68,6 +69,34 @@ def _parser() -> argparse.ArgumentParser:
     pack.add_argument("--compression", default="gzip", choices=["gzip", "bzip2", "xz", "none"])
     pack.add_argument("--owner", help="force UID:GID on every entry, e.g. 0:0")
     pack.set_defaults(run=cmd_pack)
+
+    pods_list = commands.add_parser("list", help="list pods")
+    pods_list.add_argument("-q", "--quiet", action="store_true", help="names only")
+    pods_list.set_defaults(run=cmd_list)
+
+    show_pod = commands.add_parser("show", help="show a pod and its apps as JSON")
+    show_pod.add_argument("pod")
+    show_pod.set_defaults(run=cmd_show)
+
+    logs = commands.add_parser("logs", help="print an app's output")
+    logs.add_argument("pod", help="POD or POD:APP (the pod's only app when APP is omitted)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing what the app writes")
+    logs.set_defaults(run=cmd_logs)
+
+    execute = commands.add_parser("exec", help="run a command in an app, as the app runs")
+    execute.add_argument("pod", help="POD or POD:APP")
+    execute.add_argument("command", nargs=argparse.REMAINDER)
+    execute.add_argument("--root", action="store_true", help="as root instead of the app's user")
+    execute.set_defaults(run=cmd_exec)
+
+    console = commands.add_parser("console", help="a root shell in an app")
+    console.add_argument("pod", help="POD or POD:APP")
+    console.set_defaults(run=cmd_console)
+
+    for verb in ("start", "stop"):
+        command = commands.add_parser(verb, help="%s a pod" % verb)
+        command.add_argument("pod")
+        command.set_defaults(run=cmd_start if verb == "start" else cmd_stop)
 
     gc = commands.add_parser("gc", help="remove what interrupted operations left behind")
     gc.set_defaults(run=cmd_gc)
@@ -140,8 +169,111 @@ def cmd_pack(args) -> None:
 def cmd_gc(args) -> None:
     store = _store(args)
     with store.lock():
-        for name in store.collect_garbage("images", SEALED):
+        for name in store.collect_garbage("images", SEALED) + pods.collect_garbage(store):
             say("removed %s" % name)
+        for name in store.collect_garbage("volumes", READY):
+            say("removed %s" % name)
+
+
+# --- pods ---------------------------------------------------------------------------------------
+def _pod_and_app(store: Store, reference: str) -> tuple:
+    """(pod, app record) from POD or POD:APP; APP may be omitted for a one-app pod."""
+    name, _sep, app_name = reference.partition(":")
+    pod = pods.find_pod(store, name)
+    if pod is None:
+        raise NotFound("no pod %s; see `jetpack list`" % name)
+    apps = pod.record["apps"]
+    if not app_name and len(apps) == 1:
+        return pod, apps[0]
+    for app in apps:
+        if app["name"] == app_name:
+            return pod, app
+    raise NotFound("pod %s has apps %s; name one as %s:APP"
+                   % (name, ", ".join(a["name"] for a in apps), name))
+
+
+def cmd_list(args) -> None:
+    found = pods.list_pods(_store(args))
+    if args.quiet:
+        say("\n".join(pod.name for pod in found))
+        return
+    rows = [("NAME", "STATE", "UUID", "APPS")] + [
+        (p.name, "running" if p.running() else "stopped", p.uuid, ",".join(a["name"] for a in p.record["apps"]))
+        for p in found]
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        say("%-*s  %-*s  %-*s  %s" % (width[0], row[0], width[1], row[1], width[2], row[2], row[3]))
+
+
+def cmd_show(args) -> None:
+    pod = pods.find_pod(_store(args), args.pod)
+    if pod is None:
+        raise NotFound("no pod %s; see `jetpack list`" % args.pod)
+    say(json.dumps(pod.info(), indent=1, sort_keys=True))
+
+
+def cmd_logs(args) -> None:
+    pod, app = _pod_and_app(_store(args), args.pod)
+    path = os.path.join(pod.record["pod_dir"], "logs", app["name"] + ".log")
+    position = _copy_from(path, 0)
+    while args.follow:
+        time.sleep(0.25)
+        position = _copy_from(path, position)
+
+
+def _copy_from(path: str, position: int) -> int:
+    """Copy path from position to stdout; start again at 0 when the log was rotated (it shrank)."""
+    try:
+        with open(path, "rb") as log:
+            if os.fstat(log.fileno()).st_size < position:
+                position = 0
+            log.seek(position)
+            data = log.read()
+    except FileNotFoundError:
+        return 0
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return position + len(data)
+
+
+def cmd_exec(args) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise InvalidInput("give the command to run: jetpack exec POD[:APP] -- COMMAND...")
+    return _run_in(args, command, as_root=args.root)
+
+
+def cmd_console(args) -> int:
+    return _run_in(args, ["/bin/sh", "-l"], as_root=True)
+
+
+def _run_in(args, argv, as_root) -> int:
+    """Run argv in a running pod's app with this terminal; its exit status becomes ours."""
+    from . import engines, execution
+    pod, app = _pod_and_app(_store(args), args.pod)
+    if not pod.running():
+        raise JetpackError("pod %s is not running; start it with `jetpack start %s`" % (pod.name, pod.name))
+    context = read_json(pod.run_file("context.json"))
+    pid = execution.spawn(engines.for_host(), pod.record, context, app, argv, as_root=as_root,
+                          stdin=0, stdout=1, stderr=2)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def cmd_start(args) -> None:
+    store = _store(args)
+    pod = pods.find_pod(store, args.pod)
+    if pod is None:
+        raise NotFound("no pod %s; see `jetpack list`" % args.pod)
+    say("started %s" % pod.name if pods.start_supervised(store, pod) else "%s was running" % pod.name)
+
+
+def cmd_stop(args) -> None:
+    from . import engines
+    pod = pods.find_pod(_store(args), args.pod)
+    if pod is None:
+        raise NotFound("no pod %s; see `jetpack list`" % args.pod)
+    say("stopped %s" % pod.name if pods.stop(pod, engines.for_host()) else "%s was not running" % pod.name)
 
 
 def say(text, stream=None) -> None:

@@ -290,11 +290,10 @@ def close_other_fds(keep) -> None:
 
 
 def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = False,
-          stdout=None, stderr=None) -> int:
+          stdout=None, stderr=None, stdin=None) -> int:
     """Start argv (default: the app's exec) in an app of a running pod; its host pid once exec'd.
 
-    app: an entry of record["apps"] or its name. stdout/stderr: fds (default /dev/null); stdin is
-    /dev/null. The caller reaps the pid; on engines that fork after attach (Linux) it is made a
+    app: an entry of record["apps"] or its name. stdin/stdout/stderr: fds (default /dev/null). The caller reaps the pid; on engines that fork after attach (Linux) it is made a
     child subreaper so that the app is its child.
     """
     app = _find_app(record, app)
@@ -309,7 +308,8 @@ def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = F
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(engine, record, context, app, argv, environment, credentials, (stdout, stderr), write_end, forks)
+        _child(engine, record, context, app, argv, environment, credentials, (stdin, stdout, stderr), write_end,
+               forks)
     os.close(write_end)
     try:
         report = _read_to_end(read_end)
@@ -358,12 +358,12 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _child(engine, record, context, app, argv, environment, credentials, outputs, report, forks) -> None:
+def _child(engine, record, context, app, argv, environment, credentials, fds, report, forks) -> None:
     """The forked child: enter the pod, then become the app. Never returns."""
     try:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         # Copies above 2, so that dup2 onto 0..2 later cannot clobber one another.
-        stdio = [fcntl.fcntl(null if fd is None else fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in (None,) + outputs]
+        stdio = [fcntl.fcntl(null if fd is None else fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
         close_other_fds(stdio + [report])
         engine.attach(record, context)
         if forks:

@@ -108,9 +108,23 @@ def ensure_installed(base: str = DEFAULT_BASE, source=None) -> str:
         st = os.lstat(target)
     except FileNotFoundError:
         _install(base, target, files)
+        write_command(os.path.join(os.path.dirname(base), "bin", "jetpack"), target)
         return target
     _check_owned(target, st)
     return target
+
+
+def write_command(path: str, core_dir: str) -> None:
+    """The `jetpack` command for people on the host, running the newest installed core."""
+    import sys
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    script = ("#!/bin/sh\n# jetpack: pods and images on this host (written by the jetpack core installer)\n"
+              "PYTHONPATH=%s exec %s -m jetpack.cli \"$@\"\n" % (core_dir, sys.executable or "/usr/bin/python3"))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(script)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
 
 
 def _check_owned(path: str, st) -> None:
