@@ -149,7 +149,7 @@ def test_a_crashing_app_is_restarted_per_policy(store, engine, busybox):
 
 def test_after_a_simulated_reboot_start_brings_the_pod_back(store, engine, busybox):
     spec = {"name": "phoenix", "apps": [busybox_app("a", "date >> /out/boots; sleep 600",
-                                                     mounts=[{"volume": "out", "path": "/out"}])],
+                                                    mounts=[{"volume": "out", "path": "/out"}])],
             "volumes": [{"name": "out", "kind": "empty"}]}
     pod = run_pod(store, engine, spec)
     try:
@@ -212,7 +212,7 @@ def test_bad_specs_are_refused_with_nothing_made(store, engine, busybox, tmp_pat
          NotFound, "does not exist"),
         ({"name": "x", "apps": [busybox_app("a", "true"), busybox_app("a", "true")]}, InvalidInput, "unique"),
         ({"name": "x", "apps": [busybox_app("a", "true", mounts=[{"volume": "v", "path": "/d"},
-                                                                  {"volume": "v", "path": "/d/e"}])],
+                                                                 {"volume": "v", "path": "/d/e"}])],
           "volumes": [{"name": "v"}]}, InvalidInput, "overlapping"),
     ]
     os.symlink(str(tmp_path), str(tmp_path / "link"))

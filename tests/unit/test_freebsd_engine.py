@@ -272,7 +272,7 @@ REFUSED_NAMES = [
 ]
 
 
-@pytest.mark.parametrize("name", [n for n, _ in REFUSED_NAMES], ids=[i for _, i in REFUSED_NAMES])
+@pytest.mark.parametrize("name", [case[0] for case in REFUSED_NAMES], ids=[case[1] for case in REFUSED_NAMES])
 def test_unsafe_override_names_are_refused(name):
     with pytest.raises(InvalidInput):
         F.render_jail_conf(dict(ONE_APP, jail={name: "1"}))
@@ -286,7 +286,7 @@ REFUSED_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", [v for v, _ in REFUSED_VALUES], ids=[i for _, i in REFUSED_VALUES])
+@pytest.mark.parametrize("value", [case[0] for case in REFUSED_VALUES], ids=[case[1] for case in REFUSED_VALUES])
 def test_unsafe_override_values_are_refused(value):
     with pytest.raises(InvalidInput):
         F.render_jail_conf(dict(ONE_APP, jail={"osrelease": value}))
@@ -301,7 +301,7 @@ QUOTED_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", [v for v, _ in QUOTED_VALUES], ids=[i for _, i in QUOTED_VALUES])
+@pytest.mark.parametrize("value", [case[0] for case in QUOTED_VALUES], ids=[case[1] for case in QUOTED_VALUES])
 def test_hostile_override_values_stay_one_quoted_value(value):
     """jail.conf(5) quoting: the parser reads back exactly the value, and no extra parameter."""
     params = conf_with(osrelease=value)
@@ -318,7 +318,7 @@ REFUSED_HOSTNAMES = [
 ]
 
 
-@pytest.mark.parametrize("hostname", [h for h, _ in REFUSED_HOSTNAMES], ids=[i for _, i in REFUSED_HOSTNAMES])
+@pytest.mark.parametrize("hostname", [case[0] for case in REFUSED_HOSTNAMES], ids=[case[1] for case in REFUSED_HOSTNAMES])
 def test_unsafe_hostnames_are_refused(hostname):
     with pytest.raises(InvalidInput):
         F.render_jail_conf(dict(ONE_APP, hostname=hostname))
@@ -349,7 +349,7 @@ BAD_PATHS = [
 ]
 
 
-@pytest.mark.parametrize("field,value", [(f, v) for f, v, _ in BAD_PATHS], ids=[i for _, _, i in BAD_PATHS])
+@pytest.mark.parametrize("field,value", [case[:2] for case in BAD_PATHS], ids=[case[2] for case in BAD_PATHS])
 def test_unsafe_pod_paths_are_refused(field, value):
     with pytest.raises(InvalidInput):
         F.render_fstab(dict(ONE_APP, **{field: value}), [])
@@ -365,7 +365,7 @@ BAD_MOUNTS = [
 ]
 
 
-@pytest.mark.parametrize("mount", [m for m, _ in BAD_MOUNTS], ids=[i for _, i in BAD_MOUNTS])
+@pytest.mark.parametrize("mount", [case[0] for case in BAD_MOUNTS], ids=[case[1] for case in BAD_MOUNTS])
 def test_unsafe_mounts_are_refused(mount):
     with pytest.raises(InvalidInput):
         F.render_fstab(ONE_APP, [mount])
@@ -525,8 +525,9 @@ class FakeRunner:
         return self.responses.pop(0)
 
 
-def prepared(tmp_path, record=ONE_APP, mounts=None):
-    """record moved under tmp_path, its directories made, prepared with a real prepare()."""
+def prepared(tmp_path, record=None, mounts=None):
+    """record (default: ONE_APP) moved under tmp_path, its directories made, prepared with a real prepare()."""
+    record = record or ONE_APP
     base = str(tmp_path / "jetpack")
     rec = pod_record(record["uuid"], record["name"], [dict(a) for a in record["apps"]],
                      volumes=record["volumes"], hostname=record["hostname"], jail=record["jail"],
@@ -652,7 +653,7 @@ def test_recorded_create_errors_are_classified(tmp_path, name, err_lines, out_li
     with pytest.raises(CommandError) as caught:
         F.FreeBSDEngine(run=FakeRunner((1, stdout, stderr))).start(rec)
     error = caught.value
-    assert type(error) is cls
+    assert error.__class__ is cls
     assert error.argv == ["/usr/sbin/jail"] + F.argv_create(F.conf_path(rec), F.jail_name(rec))[1:]
     assert (error.rc, error.stderr) == (1, stderr)
     for word in words:
@@ -677,7 +678,7 @@ def test_recorded_failed_step_after_creation_is_a_plain_command_error(tmp_path, 
     rec = prepared(tmp_path)
     with pytest.raises(CommandError) as caught:
         F.FreeBSDEngine(run=FakeRunner((1, body_lines(name, 4, 7), body_lines(name, 5, 6)))).start(rec)
-    assert type(caught.value) is CommandError
+    assert caught.value.__class__ is CommandError
     assert "jail: packages: /sbin/ifconfig epair0b vnet packages: failed" in str(caught.value)
 
 
@@ -694,7 +695,7 @@ def test_recorded_errors_of_other_commands_are_classified(name, argv, err_lines,
     with pytest.raises(CommandError) as caught:
         F.FreeBSDEngine(run=FakeRunner((1, "", stderr)), tools={"jail": "jail"}).check(argv)
     error = caught.value
-    assert type(error) is cls and error.argv == argv
+    assert error.__class__ is cls and error.argv == argv
     if cls is F.JailParameterError:
         assert isinstance(error, InvalidInput) and error.field == "jail"
     if cls is F.JailNotFound:
@@ -813,7 +814,7 @@ def test_attach_failure_says_errno_and_what_to_do(code, words):
 
 def test_attach_with_a_libc_without_jail_attach():
     with pytest.raises(JetpackError, match="no jail_attach"):
-        F.jail_attach(7, lambda: object(), lambda: "FreeBSD")
+        F.jail_attach(7, object, lambda: "FreeBSD")
 
 
 @pytest.mark.parametrize("context", [None, {}, {"jid": 0}, {"jid": -3}, {"jid": "7"}, {"jid": True}])

@@ -293,8 +293,9 @@ def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = F
           stdout=None, stderr=None, stdin=None) -> int:
     """Start argv (default: the app's exec) in an app of a running pod; its host pid once exec'd.
 
-    app: an entry of record["apps"] or its name. stdin/stdout/stderr: fds (default /dev/null). The caller reaps the pid; on engines that fork after attach (Linux) it is made a
-    child subreaper so that the app is its child.
+    app: an entry of record["apps"] or its name. stdin/stdout/stderr: fds (default /dev/null).
+    The caller reaps the pid; on engines that fork after attach (Linux) it is made a child
+    subreaper so that the app is its child.
     """
     app = _find_app(record, app)
     argv = list(app["exec"] if argv is None else argv)

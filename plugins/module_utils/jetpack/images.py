@@ -227,7 +227,7 @@ def _import_file(store: Store, request: ImportRequest, path: str, images: list) 
     try:
         result = _aci().extract(path, prepare, allow_setuid=request.allow_setuid,
                                 limits=request.limits or _aci().Limits(),
-                             expected_id=request.image_id, copy_to=os.path.join(image_dir, ARCHIVE))
+                                expected_id=request.image_id, copy_to=os.path.join(image_dir, ARCHIVE))
         duplicate = get_image(store, result.image_id, images)
         if duplicate:
             _discard(store, made.get("dataset"), image_dir)
@@ -393,7 +393,7 @@ def export_image(store: Store, image: Image, path: str, flat: bool = False,
     try:
         if flat:
             written = _aci().write_aci(image.rootfs, appc.serialize_manifest(flat_manifest(image.manifest)),
-                                    tmp, compression=compression)
+                                       tmp, compression=compression)
             _remember_flat_id(store, image, written)
         else:
             shutil.copyfile(store.path("images", image.key, ARCHIVE), tmp)
