@@ -86,8 +86,8 @@ TWO_APPS_MOUNTS = [
 ]
 
 # (c) a Linux-compat app (image os=linux) with a read-only host volume
-LINUX_APP = pod_record(U_C, "deb", [app("shell", os_="linux",
-                                         mounts=[{"volume": "srv", "path": "/srv", "read_only": False}])],
+LINUX_SHELL = app("shell", os_="linux", mounts=[{"volume": "srv", "path": "/srv", "read_only": False}])
+LINUX_APP = pod_record(U_C, "deb", [LINUX_SHELL],
                        volumes=[{"name": "srv", "kind": "host", "source": "/srv", "read_only": True}])
 LINUX_APP_MOUNTS = [Mount("/srv", DIR_C + "/rootfs/app/shell/rootfs/srv", True)]
 
