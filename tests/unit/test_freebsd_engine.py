@@ -3,9 +3,9 @@
 - generated jail.conf(5)/fstab(5) files are compared with golden files under golden/freebsd/,
   and each golden file is parsed independently: jail.conf with the PyPI `jailconf` parser, fstab
   with a six-field splitter; the expected parameters are written out by hand below;
-- argv expectations cite jail(8)/jls(8) and /work/shared/reference/freebsd/commands.md;
+- argv expectations cite jail(8)/jls(8) and shared/reference/freebsd/commands.md;
 - parsers and error classification are fed the real recordings of
-  /work/shared/reference/freebsd/outputs/ (read as stored, split on the first '# ---' line; the
+  shared/reference/freebsd/outputs/ (read as stored, split on the first '# ---' line; the
   test ids carry each recording's `source:` and the body lines used). Texts no one recorded are
   the source-derived formats of outputs/MISSING.md, and their ids say so.
 """
@@ -27,9 +27,9 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines im
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import freebsd as F
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import (
     AlreadyExists, CommandError, InvalidInput, JetpackError, NotFound)
+from tests.helpers.samples import sample
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd"
-OUTPUTS = Path("/work/shared/reference/freebsd/outputs")
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -409,18 +409,6 @@ def test_argv_refuses_names_and_files_that_are_not_the_pods(build):
 
 # --- recorded outputs ---------------------------------------------------------------------------
 
-def sample(name):
-    """(header fields, body) of a recording: split on the first line that is exactly '# ---'."""
-    text = (OUTPUTS / (name + ".txt")).read_text(encoding="utf-8")
-    lines = text.split("\n")
-    cut = lines.index("# ---")
-    header = {}
-    for line in lines[:cut]:
-        key, _sep, value = line[2:].partition(": ")
-        header.setdefault(key, []).append(value)
-    return header, "\n".join(lines[cut + 1:])
-
-
 def body_lines(name, *numbers):
     """The given 1-based body lines of a recording (the ones the tool printed), newline-ended."""
     lines = sample(name)[1].split("\n")
@@ -428,8 +416,6 @@ def body_lines(name, *numbers):
 
 
 def recorded(name, *args, lines=""):
-    if not OUTPUTS.is_dir():
-        return pytest.param(name, *args, marks=pytest.mark.skip(reason="no reference outputs"))
     return pytest.param(name, *args, id="%s%s [%s]" % (name, lines, sample(name)[0]["source"][0]))
 
 

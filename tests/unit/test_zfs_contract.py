@@ -1,32 +1,19 @@
 """FreeBSD contract for zfs.py: the argv it sends, the output it parses, the errors it raises.
 
 argv expectations cite the manual page (FreeBSD 13/14 ship OpenZFS's zfs-*(8) pages) and
-/work/shared/reference/freebsd/commands.md section 8. Output and error texts are the real
-recordings in /work/shared/reference/freebsd/outputs/, read as stored (never edited); the
+shared/reference/freebsd/commands.md section 8. Output and error texts are the real
+recordings in shared/reference/freebsd/outputs/, read as stored (never edited); the
 test ids carry each recording's `source:`.
 """
 import inspect
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import zfs as Z
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import (
     AlreadyExists, Busy, CommandError, InUse, InvalidInput, NotFound)
+from tests.helpers.samples import sample
 
-OUTPUTS = Path("/work/shared/reference/freebsd/outputs")
-
-
-def sample(name):
-    """(header fields, body) of a recording: split on the first line that is exactly '# ---'."""
-    text = (OUTPUTS / (name + ".txt")).read_text(encoding="utf-8")
-    lines = text.split("\n")
-    cut = lines.index("# ---")
-    header = {}
-    for line in lines[:cut]:
-        key, _sep, value = line[2:].partition(": ")
-        header.setdefault(key, []).append(value)
-    return header, "\n".join(lines[cut + 1:])
 
 
 def body_lines(name, first, last):
@@ -36,8 +23,6 @@ def body_lines(name, first, last):
 
 def sample_param(name, *args):
     """A parameter whose id names the recording, the body lines used (if any) and its source."""
-    if not OUTPUTS.is_dir():
-        return pytest.param(name, *args, marks=pytest.mark.skip(reason="no reference outputs"))
     lines = " lines %d-%d" % args[0] if args and isinstance(args[0], tuple) else ""
     return pytest.param(name, *args, id="%s%s [%s]" % (name, lines, sample(name)[0]["source"][0]))
 

@@ -21,7 +21,7 @@ from typing import Optional
 from . import appc, beneath, images
 from .engines import Mount
 from .errors import AlreadyExists, InvalidInput, NotFound
-from .store import KIND, Store, read_json, write_json
+from .store import KIND, Store, listdir, read_json, write_json
 
 RECORD = "pod.json"
 POD = "jetpack:pod"  # on every dataset of a pod: the pod's key (its UUID as 32 hex digits)
@@ -310,7 +310,7 @@ class Pod:
 def list_pods(store: Store) -> list:
     """Every complete pod: a directory under pods/ whose pod.json (written last) exists."""
     pods = []
-    for key in _listdir(store.path("pods")):
+    for key in listdir(store.path("pods")):
         try:
             record = read_json(store.path("pods", key, RECORD))
         except (OSError, ValueError):
@@ -393,7 +393,7 @@ def _prepare_volume(store: Store, record: dict, key: str, volume: dict) -> None:
 def collect_garbage(store: Store) -> list:
     """Remove what a crash left of pods that never got their pod.json; with the store lock held."""
     complete = {pod.key for pod in list_pods(store)}
-    keys = set(_listdir(store.path("pods")))
+    keys = set(listdir(store.path("pods")))
     keys.update(props.get(POD) for props in store.list_objects("pods").values() if props.get(POD))
     garbage = sorted(keys - complete)
     for key in garbage:
@@ -408,13 +408,6 @@ def _remove(store: Store, key: str) -> None:
     pod_dir = store.path("pods", key)
     if os.path.lexists(pod_dir):
         store.remove_directory(pod_dir)
-
-
-def _listdir(path: str) -> list:
-    try:
-        return sorted(os.listdir(path))
-    except FileNotFoundError:
-        return []
 
 
 def start(pod: Pod, start_supervisor) -> bool:

@@ -209,7 +209,7 @@ class Store:
                 removed.append(name)
         live = {name.rsplit("/", 1)[1] for name in objects if name not in removed}
         section_dir = self.path(section)
-        for entry in _listdir(section_dir):
+        for entry in listdir(section_dir):
             if entry not in live:
                 self.remove_directory(os.path.join(section_dir, entry))
                 removed.append(os.path.join(section_dir, entry))
@@ -227,7 +227,8 @@ class Store:
             shutil.rmtree(path)
 
 
-def _listdir(path: str) -> list:
+def listdir(path: str) -> list:
+    """Sorted entries of a directory; none when it does not exist."""
     try:
         return sorted(os.listdir(path))
     except FileNotFoundError:

@@ -11,7 +11,7 @@ function; the tests assert them and feed real recorded jls(8)/jail(8) output to 
 
 Manual pages cited: jail(8) "Jail Parameters", jail.conf(5), jls(8), jail(2), fstab(5),
 mount_nullfs(8), devfs.rules(5). Facts taken from the jail(8) sources name the file
-(usr.sbin/jail/{jail,config,command}.c, jaillex.l). /work/shared/reference/freebsd/commands.md
+(usr.sbin/jail/{jail,config,command}.c, jaillex.l). shared/reference/freebsd/commands.md
 sections 1-7 summarise them.
 
 The jail name is "jetpack-" + the pod UUID as 32 lowercase hex digits (no dashes), e.g.
