@@ -223,3 +223,27 @@ def test_bad_specs_are_refused_with_nothing_made(store, engine, busybox, tmp_pat
             pods.reify(store, spec, engine.name)
         assert words in str(refused.value)
     assert store.list_objects("pods") == {}
+
+
+def test_two_apps_share_an_empty_volume_and_handlers_run_in_order(store, engine, busybox):
+    mounts = [{"volume": "shared", "path": "/shared"}]
+    pod = run_pod(store, engine, {
+        "name": "pair", "stop_timeout": 2,
+        "apps": [
+            busybox_app("writer", "echo $$ > /shared/writer.pid; echo started >> /shared/order; exec sleep 600",
+                        mounts=mounts, pre_start=["/bin/sh", "-c", "echo pre-start >> /shared/order"],
+                        post_stop=["/bin/sh", "-c", "echo post-stop >> /shared/order"]),
+            busybox_app("reader", "sleep 0.5; kill -0 $(cat /shared/writer.pid) && echo seen > /shared/seen; "
+                                  "exec sleep 600", mounts=mounts),
+        ],
+        "volumes": [{"name": "shared", "kind": "empty", "mode": "1777"}]})
+    shared = volume_path(pod, "shared")
+    try:
+        assert wait_for_file(os.path.join(shared, "seen")) == "seen\n"
+        assert oct(os.stat(shared).st_mode & 0o7777) == "0o1777"
+    finally:
+        pods.stop(pod, engine)
+        with open(os.path.join(shared, "order")) as f:
+            order = f.read().split()
+        pods.destroy(pod, engine)
+    assert order == ["pre-start", "started", "post-stop"]
