@@ -145,12 +145,15 @@ def _wanted_address(text: str, subnet):
 def release(store: Store, owner: str) -> list:
     """Free every lease of owner; with the store lock held. Returns the networks it left."""
     left = []
-    for net in list_networks(store):
-        taken = leases(store, net["name"])
+    for entry in listdir(directory(store)):
+        if not entry.endswith(".leases.json"):
+            continue
+        name = entry[:-len(".leases.json")]
+        taken = leases(store, name)
         kept = {address: key for address, key in taken.items() if key != owner}
         if kept != taken:
-            write_json(os.path.join(directory(store), net["name"] + ".leases.json"), kept)
-            left.append(net["name"])
+            write_json(os.path.join(directory(store), entry), kept)
+            left.append(name)
     return left
 
 
