@@ -62,3 +62,8 @@ def test_jetpack_pod_four_steps(store_vars, tmp_path):
     assert "failed=0" in out
     store = Store(StoreConfig(store_vars["store_root"], store_vars["store_mountpoint"]))
     assert store.list_objects("pods") == {}
+
+
+def test_jetpack_network_four_steps(store_vars):
+    out = run_playbook("jetpack_network.yml", store_vars)
+    assert "failed=0" in out
