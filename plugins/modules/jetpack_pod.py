@@ -153,6 +153,49 @@ options:
         description: Group of an V(empty) volume.
         type: int
         default: 0
+  networks:
+    description:
+      - The networks the pod joins, by name (see M(jetpack.runtime.jetpack_network)), each a name or a dict with
+        C(name) and a fixed C(address); or V(host) (the host's network stack) or V(none) (loopback only).
+      - Every pod on a network resolves every other pod on it by its pod name.
+      - Defaults to V(none) in this release.
+    type: list
+    elements: raw
+  ports:
+    description:
+      - Ports published on the host, forwarded to the pod's address.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      host_port:
+        description: The port on the host; refused when already published or in use.
+        type: int
+        required: true
+      pod_port:
+        description: The port in the pod. Defaults to O(ports[].host_port).
+        type: int
+      protocol:
+        description: The protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      host_ip:
+        description: Only this host address; all of them when omitted.
+        type: str
+  dns:
+    description:
+      - The apps' C(/etc/resolv.conf); the host's when omitted.
+    type: dict
+    suboptions:
+      nameservers:
+        description: Name server addresses.
+        type: list
+        elements: str
+      search:
+        description: Search domains.
+        type: list
+        elements: str
   annotations:
     description: Annotations of the pod.
     type: dict
@@ -188,7 +231,8 @@ options:
   comparisons:
     description:
       - Per option, how a difference is judged. V(strict) replaces the pod on a difference, V(ignore) never does.
-        Keys are V(apps), V(volumes), V(annotations), V(hostname), V(restart), V(stop_timeout), V(jail) or V(*).
+        Keys are V(apps), V(volumes), V(annotations), V(hostname), V(restart), V(stop_timeout), V(jail),
+        V(networks), V(ports), V(dns) or V(*).
       - Needing V(ignore) to avoid unwanted replacements is a bug; please report it.
     type: dict
     default: {}
@@ -323,9 +367,10 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.common import (
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, engines, pods
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InvalidInput, NotFound
 
-COMPARED = ("apps", "volumes", "annotations", "hostname", "restart", "stop_timeout", "jail")
+COMPARED = ("apps", "volumes", "annotations", "hostname", "restart", "stop_timeout", "jail", "networks", "ports",
+            "dns")
 SPEC_OPTIONS = ("name", "apps", "volumes", "annotations", "hostname", "restart", "restart_retries",
-                "stop_timeout", "jail")
+                "stop_timeout", "jail", "networks", "ports", "dns")
 
 
 def summary(pod):
@@ -429,6 +474,12 @@ def main():
                        choices=["present", "started", "stopped", "restarted", "absent"]),
             apps=dict(type="list", elements="dict", options=app),
             volumes=dict(type="list", elements="dict", default=[], options=volume),
+            networks=dict(type="list", elements="raw"),
+            ports=dict(type="list", elements="dict", default=[], options=dict(
+                host_port=dict(type="int", required=True), pod_port=dict(type="int"),
+                protocol=dict(type="str", default="tcp", choices=["tcp", "udp"]), host_ip=dict(type="str"))),
+            dns=dict(type="dict", options=dict(nameservers=dict(type="list", elements="str"),
+                                               search=dict(type="list", elements="str"))),
             annotations=dict(type="dict", default={}),
             hostname=dict(type="str"),
             restart=dict(type="str", default="no", choices=["no", "on-failure", "always"]),

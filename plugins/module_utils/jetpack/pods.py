@@ -26,6 +26,7 @@ from .store import KIND, Store, listdir, read_json, write_json
 RECORD = "pod.json"
 POD = "jetpack:pod"  # on every dataset of a pod: the pod's key (its UUID as 32 hex digits)
 RESTART_POLICIES = ("no", "on-failure", "always")
+DEFAULT_NETWORKS = ["none"]  # what a pod joins when its task names no networks
 VOLUME_KINDS = ("host", "empty", "jetpack")
 
 
@@ -59,7 +60,52 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
         "jail": dict(spec.get("jail") or {}),
         "apps": apps,
         "volumes": volumes,
+        "networks": _networks(spec.get("networks")),
+        "ports": [_port(p, i) for i, p in enumerate(spec.get("ports") or [])],
+        "dns": _dns(spec.get("dns")),
     }
+
+
+def _networks(value) -> list:
+    """[{"name", "requested"}] for the networks a pod joins; [] for none, [{"name": "host"}] for host."""
+    entries = [{"name": n} if isinstance(n, str) else dict(n) for n in (DEFAULT_NETWORKS if value is None else value)]
+    names = [e.get("name") for e in entries]
+    if any(n in ("host", "none") for n in names):
+        if len(names) != 1:
+            raise InvalidInput("networks: host and none cannot be combined with other networks", field="networks")
+        return [] if names[0] == "none" else [{"name": "host", "requested": None}]
+    _unique(names, "networks", "network entrie")
+    return [{"name": appc.validate_acname(e.get("name") or "", "networks.name"), "requested": e.get("address")}
+            for e in entries]
+
+
+def _port(p: dict, index: int) -> dict:
+    field = "ports[%d]" % index
+    protocol = p.get("protocol") or "tcp"
+    if protocol not in ("tcp", "udp"):
+        raise InvalidInput("%s.protocol must be tcp or udp" % field, field=field)
+    port = {"protocol": protocol, "host_ip": p.get("host_ip") or None}
+    for key in ("host_port", "pod_port"):
+        try:
+            port[key] = int(p.get(key) if p.get(key) is not None else p.get("host_port"))
+        except (TypeError, ValueError):
+            port[key] = 0
+        if not 1 <= port[key] <= 65535:
+            raise InvalidInput("%s.%s must be a port number from 1 to 65535" % (field, key), field=field)
+    if port["host_ip"]:
+        import ipaddress
+        try:
+            port["host_ip"] = str(ipaddress.ip_address(port["host_ip"]))
+        except ValueError:
+            raise InvalidInput("%s.host_ip %r is not an IP address" % (field, p["host_ip"]), field=field) from None
+    return port
+
+
+def _dns(value) -> Optional[dict]:
+    if not value:
+        return None
+    return {"nameservers": [str(n) for n in value.get("nameservers") or ()],
+            "search": [str(d) for d in value.get("search") or ()]}
 
 
 def _volume(v: dict, index: int) -> dict:
@@ -472,7 +518,8 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 def spec_differences(record: dict, wanted: dict, ignore=()) -> list:
     """Names of the options whose reified values differ between a pod and what a task wants."""
-    keys = ("hostname", "annotations", "stop_timeout", "restart", "jail", "volumes", "apps")
+    keys = ("hostname", "annotations", "stop_timeout", "restart", "jail", "volumes", "apps", "networks", "ports",
+            "dns")
     differences = []
     for key in keys:
         if key in ignore:
@@ -489,4 +536,6 @@ def _comparable(key: str, value):
     if key == "volumes":
         return [{k: v for k, v in vol.items() if not (k == "source" and vol.get("kind") != "host")}
                 for vol in value or []]
-    return value
+    if key == "networks":  # what was asked for, not what was allocated
+        return [(n["name"], n.get("requested")) for n in value or []]
+    return value or ([] if key == "ports" else value)
