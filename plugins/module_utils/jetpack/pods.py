@@ -27,6 +27,7 @@ RECORD = "pod.json"
 POD = "jetpack:pod"  # on every dataset of a pod: the pod's key (its UUID as 32 hex digits)
 RESTART_POLICIES = ("no", "on-failure", "always")
 DEFAULT_NETWORKS = ["none"]  # what a pod joins when its task names no networks
+NETWORKING = False  # whether the engines attach pods to networks yet
 VOLUME_KINDS = ("host", "empty", "jetpack")
 
 
@@ -50,7 +51,7 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
     policy = spec.get("restart") or "no"
     if policy not in RESTART_POLICIES:
         raise InvalidInput("restart must be one of %s" % ", ".join(RESTART_POLICIES), field="restart")
-    return {
+    record = {
         "name": name,
         "hostname": spec.get("hostname") or name,
         "engine": engine_name,
@@ -64,6 +65,10 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
         "ports": [_port(p, i) for i, p in enumerate(spec.get("ports") or [])],
         "dns": _dns(spec.get("dns")),
     }
+    if (record["networks"] or record["ports"]) and not NETWORKING:
+        raise InvalidInput("this release runs pods with loopback only: leave networks and ports out",
+                           field="networks")
+    return record
 
 
 def _networks(value) -> list:
