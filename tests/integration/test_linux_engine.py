@@ -172,6 +172,18 @@ def test_ps_in_a_pod_lists_only_the_pods_processes(engine, started, tmp_path):
     assert pids[1] == "jetpack-pod" and pids[inner] == "sleep" and inner != sleeper
 
 
+def test_the_pods_pid_1_shows_no_host_path(engine, started, tmp_path):
+    """The holder is a fork of its starter (here pytest): its command line and environment are gone."""
+    record = make_record(tmp_path)
+    context = started(record)
+    assert run(engine, record, context, "a", ["cat", "/proc/1/cmdline", "/proc/1/comm"]) == (
+        0, "jetpack-pod\0jetpack-pod\n")
+    status, output = run(engine, record, context, "a", ["ps", "-o", "pid,args"])
+    assert status == 0 and output.splitlines()[1].split() == ["1", "jetpack-pod"], output
+    with open("/proc/%d/environ" % context["holder_pid"], "rb") as f:
+        assert f.read().strip(b"\0") == b""
+
+
 def test_apps_of_a_pod_see_each_others_processes(engine, started, tmp_path):
     record = make_record(tmp_path, apps=("a", "b"))
     context = started(record)

@@ -268,8 +268,10 @@ def _execute(argv: list, environment: dict) -> None:
 def default_signals(blocked=()) -> None:
     """Default dispositions (an ignored signal survives execve) and exactly `blocked` blocked."""
     for number in range(1, signal.NSIG):
-        with contextlib.suppress(OSError, ValueError):
+        try:  # not contextlib.suppress: a pod holder runs this and should touch few objects
             signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
@@ -285,8 +287,10 @@ def close_other_fds(keep) -> None:
         return
     for fd in fds:
         if fd not in keep:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(fd)
+            except OSError:
+                pass
 
 
 def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = False,
@@ -307,16 +311,26 @@ def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = F
     if forks:
         engine.set_child_subreaper()
     read_end, write_end = os.pipe()
+    # Where the intermediate process of a second fork tells the app's pid: a pipe of its own, as
+    # the app may fail (and write to the report pipe) before its parent has written the pid.
+    pid_read, pid_write = os.pipe() if forks else (None, None)
     pid = os.fork()
     if pid == 0:
         _child(engine, record, context, app, argv, environment, credentials, (stdin, stdout, stderr), write_end,
-               forks)
+               pid_write)
     os.close(write_end)
     try:
+        app_pid = pid
+        if forks:
+            os.close(pid_write)
+            app_pid = int(_read_to_end(pid_read) or 0) or None
+            _reap(pid)  # the intermediate process: it exits at once
         report = _read_to_end(read_end)
     finally:
         os.close(read_end)
-    return _outcome(app, pid, report, forks)
+        if forks:
+            os.close(pid_read)
+    return _outcome(app, app_pid, report)
 
 
 def _find_app(record: dict, app) -> dict:
@@ -337,15 +351,8 @@ def _read_to_end(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def _outcome(app: dict, pid: int, report: bytes, forks: bool) -> int:
+def _outcome(app: dict, app_pid, report: bytes) -> int:
     """The app's pid, or the error its child reported (every process involved reaped)."""
-    app_pid = pid
-    if forks:
-        _reap(pid)  # the intermediate process: it exits at once
-        app_pid = None
-        if report.startswith(b"P"):
-            head, _newline, report = report.partition(b"\n")
-            app_pid = int(head[1:])
     if report or app_pid is None:
         if app_pid is not None:
             _reap(app_pid)
@@ -359,19 +366,21 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _child(engine, record, context, app, argv, environment, credentials, fds, report, forks) -> None:
-    """The forked child: enter the pod, then become the app. Never returns."""
+def _child(engine, record, context, app, argv, environment, credentials, fds, report, pid_report) -> None:
+    """The forked child: enter the pod (then fork again when pid_report is given), become the app.
+    Never returns."""
     try:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         # Copies above 2, so that dup2 onto 0..2 later cannot clobber one another.
         stdio = [fcntl.fcntl(null if fd is None else fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
-        close_other_fds(stdio + [report])
+        close_other_fds(stdio + [fd for fd in (report, pid_report) if fd is not None])
         engine.attach(record, context)
-        if forks:
+        if pid_report is not None:
             pid = os.fork()
             if pid:
-                os.write(report, b"P%d\n" % pid)
+                os.write(pid_report, b"%d" % pid)
                 os._exit(0)
+            os.close(pid_report)
         _become_app(app, argv, environment, credentials, stdio)
     except BaseException as error:  # noqa: B902 - the parent must hear about anything
         with contextlib.suppress(BaseException):

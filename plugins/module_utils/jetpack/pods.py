@@ -19,7 +19,7 @@ import uuid as uuidlib
 from typing import Optional
 
 from . import appc, beneath, images
-from .engines import Mount
+from .engines import mount_plan  # noqa: F401 - part of this module's API
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .store import KIND, Store, listdir, read_json, write_json
 
@@ -27,7 +27,7 @@ RECORD = "pod.json"
 POD = "jetpack:pod"  # on every dataset of a pod: the pod's key (its UUID as 32 hex digits)
 RESTART_POLICIES = ("no", "on-failure", "always")
 DEFAULT_NETWORKS = ["none"]  # what a pod joins when its task names no networks
-NETWORKING = False  # whether the engines attach pods to networks yet
+NETWORKED_ENGINES = ("linux",)  # the FreeBSD parts are contract-tested, not yet wired
 VOLUME_KINDS = ("host", "empty", "jetpack")
 
 
@@ -65,9 +65,11 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
         "ports": [_port(p, i) for i, p in enumerate(spec.get("ports") or [])],
         "dns": _dns(spec.get("dns")),
     }
-    if (record["networks"] or record["ports"]) and not NETWORKING:
-        raise InvalidInput("this release runs pods with loopback only: leave networks and ports out",
-                           field="networks")
+    if (record["networks"] or record["ports"]) and engine_name not in NETWORKED_ENGINES:
+        raise InvalidInput("pods on %s have loopback only in this release: leave networks and ports out"
+                           % engine_name, field="networks")
+    if [n["name"] for n in record["networks"]] == ["host"]:
+        raise InvalidInput("networks: host is not supported yet; join a network or use none", field="networks")
     return record
 
 
@@ -286,18 +288,6 @@ def pod_manifest(record: dict) -> dict:
     }
 
 
-def mount_plan(record: dict) -> list:
-    """Every volume mount of every app as host paths, in order: what both engines mount."""
-    sources = {v["name"]: v["source"] for v in record["volumes"]}
-    read_only = {v["name"]: v["read_only"] for v in record["volumes"]}
-    plan = []
-    for app in record["apps"]:
-        for m in app["mounts"]:
-            target = os.path.join(app["rootfs"], m["path"].lstrip("/"))
-            plan.append(Mount(sources[m["volume"]], target, m["read_only"] or read_only[m["volume"]]))
-    return plan
-
-
 # --- lookups ------------------------------------------------------------------------------------
 class Pod:
     """A pod of the store, as its pod.json describes it."""
@@ -399,13 +389,85 @@ def create(store: Store, record: dict, engine) -> Pod:
         record = dict(record, uuid=str(uuid), pod_dir=pod_dir, root=os.path.join(pod_dir, "rootfs"))
         try:
             os.mkdir(pod_dir, 0o700)
+            _join_networks(store, record, uuid.hex, engine)
             _prepare(store, record, uuid.hex, engine)
             write_json(os.path.join(pod_dir, "manifest"), pod_manifest(record), mode=0o640)
             write_json(os.path.join(pod_dir, RECORD), record, mode=0o600)
+            if record["networks"]:
+                _networks_changed(store, engine)
         except BaseException:
             _remove(store, uuid.hex)
+            if record["networks"]:
+                _networks_changed(store, engine)
             raise
     return Pod(store, record)
+
+
+def _join_networks(store: Store, record: dict, key: str, engine) -> None:
+    """Lease the pod's addresses and check its published ports; with the store lock held."""
+    from . import network
+    joined = [n for n in record["networks"] if n["name"] != "host"]
+    in_use = engine.addresses_in_use() if joined else set()
+    for entry in joined:
+        net = network.get_network(store, entry["name"])
+        entry.update(net)
+        entry["address"] = network.allocate(store, net, key, in_use, entry.get("requested"))
+        if net.get("subnet6"):
+            entry["address6"] = network.allocate(store, net, key, in_use, version=6)
+    if record["ports"]:
+        if not joined:
+            raise InvalidInput("ports need a network: join one with networks", field="ports")
+        _check_ports(store, record)
+        engine.check_ports([dict(p, address=joined[0]["address"], pod=record["name"]) for p in record["ports"]])
+
+
+def _check_ports(store: Store, record: dict) -> None:
+    published = [(pod.name, port) for pod in list_pods(store) for port in pod.record.get("ports") or ()]
+    for index, mine in enumerate(record["ports"]):
+        for owner, theirs in published + [(record["name"], p) for p in record["ports"][:index]]:
+            same_port = (mine["protocol"], mine["host_port"]) == (theirs["protocol"], theirs["host_port"])
+            same_address = None in (mine["host_ip"], theirs["host_ip"]) or mine["host_ip"] == theirs["host_ip"]
+            if same_port and same_address:
+                raise AlreadyExists("port %s/%d is published by pod %s already; choose another host_port"
+                                    % (mine["protocol"], mine["host_port"], owner))
+
+
+def _networks_changed(store: Store, engine) -> None:
+    """After pods joined or left networks: every pod's /etc/hosts, then the host's network state."""
+    from . import network
+    records = [pod.record for pod in list_pods(store)]
+    for record in records:
+        if record.get("networks"):
+            _write_app_files(record, "etc/hosts", network.hosts_file(records, record))
+    in_use = {n["name"] for r in records for n in r.get("networks") or () if n["name"] != "host"}
+    networks = [net for net in network.list_networks(store) if net["name"] in in_use]
+    ports = [dict(p, address=n["address"], address6=n.get("address6"), pod=r["name"])
+             for r in records for p in r.get("ports") or () for n in r["networks"][:1]]
+    engine.sync_networks(networks, ports, [net for net in network.list_networks(store)
+                                           if net["name"] not in in_use])
+
+
+def _write_app_files(record: dict, path: str, text: str) -> None:
+    """Write a file into every app's rootfs (the pod's own clone), never following a symlink.
+
+    Rewritten in place when it exists, as Jetpack did with resolv.conf. A pod whose image made
+    that path something else is left alone: its names go stale, nobody else's do.
+    """
+    directory, name = os.path.split(path)
+    for app in record["apps"]:
+        try:
+            fd = beneath.open_dir(app["rootfs"], directory, create=True)
+        except (OSError, InvalidInput):
+            continue
+        try:
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                          dir_fd=fd)
+            with os.fdopen(out, "w") as f:
+                f.write(text)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _prepare(store: Store, record: dict, key: str, engine) -> None:
@@ -425,6 +487,9 @@ def _prepare(store: Store, record: dict, key: str, engine) -> None:
     for app in record["apps"]:
         for m in app["mounts"]:
             beneath.makedirs(app["rootfs"], m["path"])
+    if record["networks"]:
+        from . import network
+        _write_app_files(record, "etc/resolv.conf", network.resolv_conf(record.get("dns")))
     engine.prepare(record)
 
 
@@ -453,7 +518,9 @@ def collect_garbage(store: Store) -> list:
 
 
 def _remove(store: Store, key: str) -> None:
-    """Destroy a pod's datasets (empty volumes included), then its directory."""
+    """Free a pod's addresses, destroy its datasets (empty volumes included), then its directory."""
+    from . import network
+    network.release(store, key)
     for dataset in _datasets_of(store, key):
         store.zfs.destroy(dataset, recursive=True)
     pod_dir = store.path("pods", key)
@@ -473,7 +540,12 @@ def start_supervised(store: Store, pod: Pod) -> bool:
     """Start a pod under a supervisor forked by the store's zygote, from the core installed on the host."""
     from . import install, zygote
     core = install.ensure_installed()
+    if pod.record.get("networks") and not pod.running():
+        with store.lock():  # after a reboot the host's bridges and rules are gone: make them again
+            from .engines import for_host
+            _networks_changed(store, for_host())
     return start(pod, lambda path: zygote.start_pod(path, zygote.socket_path_for(store.root), core))
+
 
 
 def stop(pod: Pod, engine, grace: float = 5.0) -> bool:
@@ -508,6 +580,8 @@ def destroy(pod: Pod, engine) -> None:
     stop(pod, engine)
     with pod.store.lock():
         _remove(pod.store, pod.key)
+        if pod.record.get("networks"):
+            _networks_changed(pod.store, engine)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

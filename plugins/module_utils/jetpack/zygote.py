@@ -327,7 +327,7 @@ def preload() -> None:
     """Import what a supervisor uses, so that forked supervisors share it. A module that fails
     to import is reported, not fatal: the supervisor meets the same error and reports it."""
     from . import supervisor  # noqa: F401
-    for load in (_load_engine, _load_execution, _load_store):
+    for load in (_load_engine, _load_execution):
         try:
             load()
         except Exception as e:
@@ -344,10 +344,6 @@ def _load_engine():
 
 def _load_execution():
     from . import execution  # noqa: F401
-
-
-def _load_store():
-    from . import store  # noqa: F401
 
 
 def main(argv=None) -> int:

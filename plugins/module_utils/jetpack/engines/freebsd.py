@@ -37,9 +37,9 @@ import subprocess
 import uuid as uuidlib
 from collections import namedtuple
 
-from .. import beneath, pods
+from .. import beneath
 from ..errors import AlreadyExists, CommandError, InvalidInput, JetpackError, NotFound
-from . import Mount
+from . import Mount, mount_plan
 
 NAME_PREFIX = "jetpack-"
 CONF_FILE = "jail.conf"
@@ -671,8 +671,8 @@ class FreeBSDEngine:
     def prepare(self, record, mounts=None) -> None:
         """Write jail.conf (0600) and fstab (0400) into the pod directory, and create the
         directories jail(8) mounts on (dev, and proc/sys for Linux apps) without following any
-        symlink. mounts: the pod's mount plan (default: pods.mount_plan(record))."""
-        mounts = pods.mount_plan(record) if mounts is None else list(mounts)
+        symlink. mounts: the pod's mount plan (default: mount_plan(record))."""
+        mounts = mount_plan(record) if mounts is None else list(mounts)
         conf = render_jail_conf(record)
         fstab = render_fstab(record, mounts)
         root = record["root"]

@@ -5,7 +5,8 @@ namespaces. Before it reports ready the holder makes every mount private, binds 
 onto itself, gives each app rootfs what appc's Linux OS spec requires (/proc, read-only /sys, a
 /dev tmpfs with the standard devices, /dev/pts, /dev/shm), binds the pod's mount plan, applies
 read-only rootfs, sets the hostname, brings `lo` up, pivots into the pod root and detaches the
-host's tree. Then it only reaps orphans. Killing it (SIGKILL from the host) makes the kernel kill
+host's tree. Then it sleeps, its command line reduced to "jetpack-pod", SIGCHLD ignored so that
+the kernel reaps the pod's orphans. Killing it (SIGKILL from the host) makes the kernel kill
 every process of the pod; the mounts die with the mount namespace.
 
 attach() enters the holder's namespaces with setns(2); after a setns into the mount namespace
@@ -31,8 +32,9 @@ import stat
 import struct
 import time
 
-from .. import beneath, execution, pods
+from .. import beneath, execution
 from ..errors import JetpackError
+from . import mount_plan
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -66,11 +68,14 @@ NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+HOLDER_NAME = b"jetpack-pod"  # the holder's command line and name, as the pod's processes see PID 1
 READY_TIMEOUT = 60.0   # seconds for the holder to build the pod
 STOP_TIMEOUT = 10.0    # seconds for the kernel to tear the pod down after SIGKILL
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_SIGCHLD = (signal.SIGCHLD,)
+# Looked up once, here: the first lookup runs ctypes' Python code, which a holder should not run.
+for _name in ("unshare", "setns", "mount", "umount2", "prctl"):
+    getattr(_libc, _name)
 
 
 # --- system calls ---------------------------------------------------------------------------
@@ -134,8 +139,9 @@ class LinuxEngine:
 
     def start(self, record) -> dict:
         """Fork the pod holder; return once the pod is ready, or raise leaving nothing behind."""
-        plan = pods.mount_plan(record)
+        plan = mount_plan(record)
         devices = {name: os.stat("/dev/" + name).st_rdev for name in DEVICES}
+        strings = _strings_area()
         read_end, write_end = os.pipe()
         try:
             pid = _fork_in_new_pid_namespace()
@@ -147,11 +153,12 @@ class LinuxEngine:
                                    "and a kernel with namespaces" % (record["name"], error.strerror)) from None
             raise
         if pid == 0:
-            _holder(record, plan, devices, write_end)
+            _holder(record, plan, devices, strings, write_end)
         os.close(write_end)
         try:
             answer = _read_all(read_end, READY_TIMEOUT)
             if answer == b"ready":
+                _attach_networks(record, pid)
                 return {"holder_pid": pid, "pid_ns": os.readlink("/proc/%d/ns/pid" % pid)}
         except BaseException:
             _kill_and_reap(pid)  # not reaped before: the pid cannot have been reused
@@ -189,6 +196,28 @@ class LinuxEngine:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(record, pid)
+
+    # --- networks (see network.py; the rules and bridges are linux_network's) -------------------
+    @staticmethod
+    def addresses_in_use() -> set:
+        from . import linux_network
+        return {str(address) for address in linux_network.addresses_in_use()}
+
+    @staticmethod
+    def check_ports(ports) -> None:
+        from . import linux_network
+        linux_network.check_ports(ports)
+
+    @staticmethod
+    def sync_networks(networks, ports, unused) -> None:
+        """Bridges for the networks in use, the rules for every published port, no bridge for the rest."""
+        from . import linux_network
+        for net in networks:
+            linux_network.ensure_network(net, networks, ports)
+        linux_network.sync(networks, ports)
+        for net in unused:
+            if net["bridge"] in linux_network.jetpack_bridges():
+                linux_network.remove_network(net, networks, ports)
 
     def running(self, record, context) -> bool:
         # An exiting holder (or a zombie) has lost its mount namespace already.
@@ -253,18 +282,19 @@ def _kill_and_reap(pid: int) -> None:
 
 
 # --- the holder -----------------------------------------------------------------------------
-def _holder(record, plan, devices, ready: int) -> None:
-    """PID 1 of the pod: have it built, tell the parent, then reap forever. Never returns.
+def _holder(record, plan, devices, strings, ready: int) -> None:
+    """PID 1 of the pod: have it built, tell the parent, then sleep. Never returns.
 
     The building runs in a short-lived child sharing the new namespaces (its pivot_root moves our
     root and cwd too): the pages it dirties go with it, the holder keeps only what it touched.
+    Once the pod is ready the holder runs no more Python: with SIGCHLD ignored, the kernel reaps
+    the orphans of the pod for it.
     """
     try:
         gc.disable()  # a collection would touch, hence copy, every page shared with the parent
         # Default dispositions: as PID 1 the holder then ignores every signal but the host's SIGKILL.
-        # SIGCHLD blocked stays pending for sigwaitinfo instead of being discarded.
-        execution.default_signals(_SIGCHLD)
-        prctl(PR_SET_NAME, b"jetpack-pod")
+        execution.default_signals()
+        _present_as_holder(strings)
         execution.close_other_fds([ready])
         unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET)
         os.chdir("/")  # pivot_root moves a root or cwd that is the old root, nothing else
@@ -273,14 +303,37 @@ def _holder(record, plan, devices, ready: int) -> None:
             _build(record, plan, devices, ready)
         if os.waitpid(builder, 0)[1] != 0:
             os._exit(1)  # the builder said why
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
         os.write(ready, b"ready")
         os.close(ready)
     except BaseException as error:  # noqa: B902 - the parent must hear about anything
         _fail(ready, error)
     try:
-        _reap_forever()
+        while True:
+            signal.pause()
     finally:
         os._exit(0)
+
+
+def _strings_area():
+    """(start, end of the arguments, end) of our argument and environment strings, at the same
+    place in a fork; from /proc/self/stat fields 48, 49 and 51; None where the kernel lacks them."""
+    fields = _stat_fields("self")
+    return (int(fields[45]), int(fields[46]), int(fields[48])) if len(fields) > 48 else None
+
+
+def _present_as_holder(strings) -> None:
+    """Name the holder HOLDER_NAME and make that its whole command line: no host path (the
+    interpreter, the zygote's socket, PYTHONPATH) shows through the pod's /proc/1."""
+    prctl(PR_SET_NAME, HOLDER_NAME)
+    if strings and strings[2] - strings[0] > len(HOLDER_NAME):
+        start, arguments_end, end = strings
+        ctypes.memset(start, 0, end - start)
+        ctypes.memmove(start, HOLDER_NAME, len(HOLDER_NAME))
+        if arguments_end - 1 > start + len(HOLDER_NAME):
+            # A last argument byte that is not NUL makes the kernel end the command line at the
+            # first NUL, after the name (what setproctitle(3) relies on; see get_mm_cmdline).
+            ctypes.memset(arguments_end - 1, 0x20, 1)
 
 
 def _build(record, plan, devices, ready: int) -> None:
@@ -300,16 +353,6 @@ def _fail(ready: int, error: BaseException) -> None:
     with contextlib.suppress(BaseException):
         os.write(ready, execution.describe(error).encode("utf-8", "replace"))
     os._exit(1)
-
-
-def _reap_forever() -> None:
-    while True:
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            pass
-        signal.sigwaitinfo(_SIGCHLD)
 
 
 def _build_mounts(record, plan, devices) -> None:
@@ -447,3 +490,15 @@ def _stat_fields(pid) -> list:
             return f.read().rsplit(b")", 1)[1].decode().split()
     except (OSError, IndexError):
         return []
+
+
+def _attach_networks(record, holder_pid: int) -> None:
+    """Give the pod an interface on each of its networks (eth0, eth1...; the first one routes)."""
+    joined = [n for n in record.get("networks") or () if n["name"] != "host"]
+    if not joined:
+        return
+    from . import linux_network
+    for index, entry in enumerate(joined):
+        linux_network.ensure_network(entry)
+        linux_network.attach_pod(entry, holder_pid, entry["address"], entry.get("address6"),
+                                 ifname="eth%d" % index, default_route=index == 0, pod_id=record["uuid"])
