@@ -22,8 +22,7 @@ from pathlib import Path
 import jailconf
 import pytest
 
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import pods
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import Mount
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import Mount, mount_plan
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import freebsd as F
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import (
     AlreadyExists, CommandError, InvalidInput, JetpackError, NotFound)
@@ -222,9 +221,9 @@ def test_no_default_inherits_the_hosts_network_or_ipc():
 
 
 def test_the_golden_mount_plans_are_the_ones_pods_builds():
-    """pods-design.md: both engines mount exactly pods.mount_plan(record)."""
-    assert pods.mount_plan(TWO_APPS) == TWO_APPS_MOUNTS
-    assert pods.mount_plan(LINUX_APP) == LINUX_APP_MOUNTS
+    """pods-design.md: both engines mount exactly engines.mount_plan(record)."""
+    assert mount_plan(TWO_APPS) == TWO_APPS_MOUNTS
+    assert mount_plan(LINUX_APP) == LINUX_APP_MOUNTS
 
 
 # --- overrides ----------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors imp
 from tests.helpers.samples import sample
 
 
-
 def body_lines(name, first, last):
     """Lines first..last (1-based, inclusive) of a recording's body: the ones zfs printed."""
     return "\n".join(sample(name)[1].split("\n")[first - 1:last]) + "\n"

@@ -19,7 +19,6 @@ import uuid as uuidlib
 from typing import Optional
 
 from . import appc, beneath, images
-from .engines import mount_plan  # noqa: F401 - part of this module's API
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .store import KIND, Store, listdir, read_json, write_json
 
@@ -545,7 +544,6 @@ def start_supervised(store: Store, pod: Pod) -> bool:
             from .engines import for_host
             _networks_changed(store, for_host())
     return start(pod, lambda path: zygote.start_pod(path, zygote.socket_path_for(store.root), core))
-
 
 
 def stop(pod: Pod, engine, grace: float = 5.0) -> bool:
