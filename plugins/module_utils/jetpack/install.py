@@ -28,6 +28,7 @@ import time
 from .errors import JetpackError
 
 DEFAULT_BASE = "/var/lib/jetpack/core"
+_INSTALLED = {}  # base -> the core directory of this process's own package
 PACKAGE = "jetpack"
 HASH_CHARS = 32
 REQUIRED = ("__init__.py", "errors.py", "supervisor.py", "zygote.py", "execution.py", "engines/__init__.py")
@@ -102,8 +103,17 @@ def content_hash(files: dict) -> str:
 def ensure_installed(base: str = DEFAULT_BASE, source=None) -> str:
     """The installed core directory for this package's content (what PYTHONPATH names); installs
     it the first time. `source`: the package to install (default: the one this file is in)."""
+    known = _INSTALLED.get(base) if source is None else None
+    if known:  # this process read and hashed its own package already: it cannot have changed
+        try:
+            _check_owned(known, os.lstat(known))
+            return known
+        except FileNotFoundError:
+            pass
     files = read_sources(source)
     target = os.path.join(base, content_hash(files))
+    if source is None:
+        _INSTALLED[base] = target
     try:
         st = os.lstat(target)
     except FileNotFoundError:

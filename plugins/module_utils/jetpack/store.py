@@ -159,15 +159,33 @@ class Store:
 
         While this process holds the store lock nobody else changes the store, so the answer is
         kept until this store's Zfs writes (its `generation` counts writes). Without the lock,
-        every call asks ZFS.
+        every call asks ZFS, noting the store's change counter (kept in the lock file, odd while a
+        locked section runs, bumped by each): taking the lock reuses that answer when no locked
+        section ran in between.
         """
         if not self._locked or self._inventory is None or self._inventory[0] != self.zfs.generation:
+            changes = self._changes() if not self._locked else None
             try:
                 tree = self.zfs.get_tree(self.root, OBJECT_PROPS, depth=2)
             except NotFound:
                 tree = {}
-            self._inventory = (self.zfs.generation, tree)
+            self._inventory = (self.zfs.generation, tree, changes)
         return self._inventory[1]
+
+    def _lock_path(self) -> str:
+        return os.path.join(LOCK_DIR, self.root.replace("/", "_") + ".lock")
+
+    def _changes(self, fd=None) -> int:
+        """The store's change counter, as the lock file holds it (0 before the first change)."""
+        try:
+            if fd is None:
+                with open(self._lock_path(), "rb") as f:
+                    data = f.read(32)
+            else:
+                data = os.pread(fd, 32, 0)
+            return int(data.strip() or 0)
+        except (OSError, ValueError):
+            return -1
 
     def list_objects(self, section: str) -> dict:
         """{dataset name: {prop: value}} for the direct children of a section; {} without a store."""
@@ -179,7 +197,7 @@ class Store:
     @contextlib.contextmanager
     def lock(self):
         """The host-wide lock around every change to this store; re-entrant within a process."""
-        path = os.path.join(LOCK_DIR, self.root.replace("/", "_") + ".lock")
+        path = self._lock_path()
         if path in _HELD_LOCKS:
             yield
             return
@@ -188,9 +206,18 @@ class Store:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _HELD_LOCKS.add(path)
-            self._locked, self._inventory = True, None
+            changes = self._changes(fd)
+            kept = self._inventory
+            # An odd counter: a locked section was cut short (a crash), so nothing read is trusted.
+            if kept is None or kept[0] != self.zfs.generation or kept[2] != changes or changes % 2:
+                self._inventory = None
+            changes = max(changes, 0) | 1
+            os.pwrite(fd, b"%d\n" % changes, 0)  # odd while this section runs
+            self._locked = True
             yield
         finally:
+            if self._locked:
+                os.pwrite(fd, b"%d\n" % (changes + 1), 0)
             self._locked, self._inventory = False, None
             _HELD_LOCKS.discard(path)
             os.close(fd)
