@@ -264,7 +264,7 @@ class Supervisor:
         except BaseException as e:
             self._report({"error": _message(e)})
             if self.pid_fd >= 0:
-                self._close()
+                self._release()
             raise
         try:
             try:
@@ -297,7 +297,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop_signal)
         for signum in (signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(signum, _wake_only)   # a handler, not SIG_IGN: exec restores the default
+            signal.signal(signum, wake_only)   # a handler, not SIG_IGN: exec restores the default
         for spec in self.record.get("apps") or []:
             app = App(spec, Log(os.path.join(self.log_dir, spec["name"] + ".log"), self.log_max, self.log_keep))
             self.apps.append(app)
@@ -345,7 +345,7 @@ class Supervisor:
             events = ()
         for fd, _event in events:
             if fd == self.wake_r:
-                _drain(fd)
+                drain(fd)
             else:
                 self._read(self.by_fd[fd])
         self._reap()
@@ -551,7 +551,7 @@ class Supervisor:
             self.finished = time.time()
             self._save()
             self._report({"error": self.error or "the pod was stopped before all its apps were started"})
-            self._close()
+            self._release()
 
     def _terminate(self, kinds):
         """SIGTERM the processes of these kinds, SIGKILL what is left after stop_timeout."""
@@ -590,13 +590,14 @@ class Supervisor:
                 return
             app.log.write(data)
 
-    def _close(self):
+    def _release(self):
+        """Close the pipes and logs, remove the pid file."""
         for app in self.apps:
             for fd in (app.rfd, app.wfd):
-                _close(fd)
+                close_quietly(fd)
             app.log.close()
         _unlink(os.path.join(self.run_dir, "supervisor.pid"))
-        _close(self.pid_fd)
+        close_quietly(self.pid_fd)
         self.pid_fd = -1
 
     # --- reporting ------------------------------------------------------------------------------
@@ -618,7 +619,7 @@ class Supervisor:
             os.write(fd, json.dumps(message).encode() + b"\n")
         except OSError:
             pass
-        _close(fd)
+        close_quietly(fd)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -633,11 +634,11 @@ def _become_subreaper():
                            % os.strerror(ctypes.get_errno()))
 
 
-def _wake_only(signum, frame):
+def wake_only(signum, frame):
     pass
 
 
-def _drain(fd):
+def drain(fd):
     try:
         while os.read(fd, 512):
             pass
@@ -653,7 +654,7 @@ def _message(e) -> str:
     return str(e) if isinstance(e, JetpackError) else "%s: %s" % (type(e).__name__, e)
 
 
-def _close(fd):
+def close_quietly(fd):
     if fd is not None and fd >= 0:
         try:
             os.close(fd)

@@ -35,6 +35,7 @@ import sys
 import time
 
 from .errors import JetpackError
+from .supervisor import close_quietly, drain, wake_only
 
 SOCKET_DIR = "/var/run/jetpack"
 MAX_REQUEST = 1 << 16
@@ -102,8 +103,8 @@ class Zygote:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, _wake_only)
-        signal.signal(signal.SIGHUP, _wake_only)
+        signal.signal(signal.SIGCHLD, wake_only)
+        signal.signal(signal.SIGHUP, wake_only)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop_signal)
         self.poller.register(self.wake_r, select.POLLIN)
@@ -115,7 +116,7 @@ class Zygote:
                 events = ()
             for fd, _event in events:
                 if fd == self.wake_r:
-                    _drain(fd)
+                    drain(fd)
                 elif self.listener is not None and fd == self.listener.fileno():
                     self._accept()
                 elif fd in self.pending:
@@ -209,7 +210,7 @@ class Zygote:
             for signum in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
             for fd in [ready_r, self.wake_r, self.wake_w, self.lock_fd] + list(self.pending):
-                _close(fd)
+                close_quietly(fd)
             conn.close()
             for other, _pid, _buffer in self.pending.values():
                 other.close()
@@ -296,26 +297,6 @@ def _reply(conn, message) -> None:
         conn.sendall(json.dumps(message).encode() + b"\n")
     except OSError:
         pass
-
-
-def _wake_only(signum, frame):
-    pass
-
-
-def _drain(fd):
-    try:
-        while os.read(fd, 512):
-            pass
-    except BlockingIOError:
-        pass
-
-
-def _close(fd):
-    if fd is not None and fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 def _log_path(socket_path: str) -> str:
