@@ -393,7 +393,7 @@ def create(store: Store, record: dict, engine) -> Pod:
             write_json(os.path.join(pod_dir, "manifest"), pod_manifest(record), mode=0o640)
             write_json(os.path.join(pod_dir, RECORD), record, mode=0o600)
             if record["networks"]:
-                _networks_changed(store, engine)
+                _networks_changed(store, engine, host_side=False)
         except BaseException:
             _remove(store, uuid.hex)
             if record["networks"]:
@@ -431,13 +431,16 @@ def _check_ports(store: Store, record: dict) -> None:
                                     % (mine["protocol"], mine["host_port"], owner))
 
 
-def _networks_changed(store: Store, engine) -> None:
-    """After pods joined or left networks: every pod's /etc/hosts, then the host's network state."""
+def _networks_changed(store: Store, engine, host_side: bool = True) -> None:
+    """After pods joined or left networks: every pod's /etc/hosts, then (host_side) the host's
+    bridges and rules. A pod's start makes the host side, so creating one only names it."""
     from . import network
     records = [pod.record for pod in list_pods(store)]
     for record in records:
         if record.get("networks"):
             _write_app_files(record, "etc/hosts", network.hosts_file(records, record))
+    if not host_side:
+        return
     in_use = {n["name"] for r in records for n in r.get("networks") or () if n["name"] != "host"}
     networks = [net for net in network.list_networks(store) if net["name"] in in_use]
     ports = [dict(p, address=n["address"], address6=n.get("address6"), pod=r["name"])

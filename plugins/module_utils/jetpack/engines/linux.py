@@ -498,7 +498,6 @@ def _attach_networks(record, holder_pid: int) -> None:
     if not joined:
         return
     from . import linux_network
-    for index, entry in enumerate(joined):
-        linux_network.ensure_network(entry)
+    for index, entry in enumerate(joined):  # pods.start_supervised made the bridges and rules
         linux_network.attach_pod(entry, holder_pid, entry["address"], entry.get("address6"),
                                  ifname="eth%d" % index, default_route=index == 0, pod_id=record["uuid"])
