@@ -10,13 +10,10 @@ Usage (root, zfs-fuse running): python3 benchmarks/import_bench.py [--files N] [
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -25,6 +22,7 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import ima
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig  # noqa: E402
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.zfs import Zfs  # noqa: E402
 from tests.helpers.images import make_aci, manifest  # noqa: E402
+from benchmarks.scratch import drop_scratch_pool, scratch_pool  # noqa: E402
 
 WORDS = [b"jetpack", b"pod", b"image", b"zfs", b"jail", b"volume", b"network", b"\n", b" ", b"appc"]
 
@@ -57,12 +55,7 @@ def main():
     args = parser.parse_args()
 
     zfs = Zfs()
-    work = tempfile.mkdtemp(prefix="jetpack-bench-")
-    pool = "jpbench" + uuid.uuid4().hex[:6]
-    vdev = os.path.join(work, "pool.img")
-    with open(vdev, "wb") as f:
-        f.truncate(8 << 30)
-    zfs.pool_create(pool, [vdev])
+    pool, work = scratch_pool(zfs, "bench", 8 << 30)
     try:
         aci_path = make_aci(work, manifest("bench.example/tree"), tree_files(args.files), args.compression)[0]
         size = os.path.getsize(aci_path)
@@ -88,8 +81,7 @@ def main():
         print("import (jetpack_image core): %.3f s (median of %d)" % (import_s, args.rounds))
         print("ratio import/floor: %.2fx (target <= 1.25x)" % (import_s / floor_s))
     finally:
-        zfs.pool_destroy(pool, force=True)
-        shutil.rmtree(work, ignore_errors=True)
+        drop_scratch_pool(zfs, pool, work)
 
 
 if __name__ == "__main__":

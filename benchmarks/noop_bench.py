@@ -11,13 +11,10 @@ Usage (root, zfs-fuse running, from the test virtualenv):
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -27,6 +24,7 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import ima
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig  # noqa: E402
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.zfs import Zfs  # noqa: E402
 from tests.helpers.images import make_aci, manifest  # noqa: E402
+from benchmarks.scratch import drop_scratch_pool, scratch_pool  # noqa: E402
 
 
 def playbook(path, tasks):
@@ -49,12 +47,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     zfs = Zfs()
-    work = tempfile.mkdtemp(prefix="jetpack-noop-")
-    pool = "jpnoop" + uuid.uuid4().hex[:6]
-    vdev = os.path.join(work, "pool.img")
-    with open(vdev, "wb") as f:
-        f.truncate(2 << 30)
-    zfs.pool_create(pool, [vdev])
+    pool, work = scratch_pool(zfs, "noop", 2 << 30)
     try:
         store = Store(StoreConfig(pool + "/jetpack", os.path.join(work, "store")), zfs)
         store.ensure()
@@ -83,8 +76,7 @@ def main():
         print("  jetpack_image (no-op re-run):      %.1f ms" % (per_image * 1000))
         print("ratio jetpack_image/command: %.2fx (target <= 1.15x)" % (per_image / per_command))
     finally:
-        zfs.pool_destroy(pool, force=True)
-        shutil.rmtree(work, ignore_errors=True)
+        drop_scratch_pool(zfs, pool, work)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -28,6 +26,7 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import eng
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig  # noqa: E402
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.zfs import Zfs  # noqa: E402
 from tests.helpers.images import make_aci, manifest  # noqa: E402
+from benchmarks.scratch import drop_scratch_pool, scratch_pool  # noqa: E402
 from tests.helpers.store import stop_zygote  # noqa: E402
 
 UNSHARE = ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net"]
@@ -77,12 +76,7 @@ def main():
     parser.add_argument("--pods", type=int, default=50)
     args = parser.parse_args()
     zfs, engine = Zfs(), engines.for_host()
-    work = tempfile.mkdtemp(prefix="jetpack-pods-bench-")
-    pool = "jppods" + uuid.uuid4().hex[:6]
-    vdev = os.path.join(work, "pool.img")
-    with open(vdev, "wb") as f:
-        f.truncate(8 << 30)
-    zfs.pool_create(pool, [vdev])
+    pool, work = scratch_pool(zfs, "pods", 8 << 30)
     store = Store(StoreConfig(pool + "/jetpack", os.path.join(work, "store")), zfs)
     try:
         store.ensure()
@@ -140,8 +134,7 @@ def main():
             pods.destroy(pod, engine)
     finally:
         stop_zygote(store.root)
-        zfs.pool_destroy(pool, force=True)
-        shutil.rmtree(work, ignore_errors=True)
+        drop_scratch_pool(zfs, pool, work)
 
 
 if __name__ == "__main__":
