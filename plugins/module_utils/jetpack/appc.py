@@ -562,11 +562,17 @@ def _check_quantity(value, field):
               'use a value like "500m", "1G" or "512Mi"')
 
 
-def _check_capability_set(value, field):
+def _required_set(value, field, what):
+    """The non-empty list value["set"] of an isolator."""
     _require_object(value, field)
     names = _require_list(_required(value, "set", field), _join(field, "set"))
     if not names:
-        _fail(_join(field, "set"), "empty set", "name at least one capability")
+        _fail(_join(field, "set"), "empty set", "name at least one %s" % what)
+    return names
+
+
+def _check_capability_set(value, field):
+    names = _required_set(value, field, "capability")
     for index, name in enumerate(names):
         where = "%s.set[%d]" % (field, index)
         if not re.fullmatch(_CAPABILITY_RE, _require_str(name, where)):
@@ -575,10 +581,7 @@ def _check_capability_set(value, field):
 
 
 def _check_seccomp(value, field):
-    _require_object(value, field)
-    names = _require_list(_required(value, "set", field), _join(field, "set"))
-    if not names:
-        _fail(_join(field, "set"), "empty set", "name at least one syscall or @group")
+    names = _required_set(value, field, "syscall or @group")
     for index, name in enumerate(names):
         _require_str(name, "%s.set[%d]" % (field, index))
     if value.get("errno") is not None:

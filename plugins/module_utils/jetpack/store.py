@@ -118,11 +118,6 @@ class Store:
         return path
 
     # --- existence and initialisation -------------------------------------------------------
-    def exists(self) -> bool:
-        if self.config.pool_file and not self.zfs.pool_exists(self.config.pool):
-            return False
-        return self.zfs.exists(self.dataset("images"))
-
     def ensure(self) -> None:
         """Create what is missing: the embedded pool, the root dataset and its sections."""
         if self.config.pool_file:

@@ -200,32 +200,28 @@ def pod_network(entry, index: int = 0) -> PodNetwork:
         raise InvalidInput("%s must be a mapping (a network and the pod's address on it)" % field, field)
     name = network_name(entry.get("name"), field + ".name")
     ifname = network_interface(entry, field + ".interface")
-    address = _address(entry.get("address"), 4, field + ".address")
-    prefixlen = gateway = None
-    if entry.get("subnet") is not None:
-        subnet = _subnet(entry["subnet"], 4, field + ".subnet")
-        _inside(address, subnet, field + ".address")
-        prefixlen = subnet.prefixlen
-        if entry.get("gateway") is not None:
-            gateway = _address(entry["gateway"], 4, field + ".gateway")
-            _inside(gateway, subnet, field + ".gateway")
-            if gateway == address:
-                raise InvalidInput("%s: the pod's address %s is the network's gateway; lease another"
-                                   % (field, address), field + ".address")
+    address, prefixlen, gateway = _family(entry, field, 4, "")
     address6 = prefixlen6 = gateway6 = None
     if entry.get("address6") is not None:
-        address6 = _address(entry["address6"], 6, field + ".address6")
-        if entry.get("subnet6") is not None:
-            subnet6 = _subnet(entry["subnet6"], 6, field + ".subnet6")
-            _inside(address6, subnet6, field + ".address6")
-            prefixlen6 = subnet6.prefixlen
-            if entry.get("gateway6") is not None:
-                gateway6 = _address(entry["gateway6"], 6, field + ".gateway6")
-                _inside(gateway6, subnet6, field + ".gateway6")
-                if gateway6 == address6:
-                    raise InvalidInput("%s: the pod's address6 %s is the network's gateway6; lease"
-                                       " another" % (field, address6), field + ".address6")
+        address6, prefixlen6, gateway6 = _family(entry, field, 6, "6")
     return PodNetwork(name, ifname, address, prefixlen, gateway, address6, prefixlen6, gateway6)
+
+
+def _family(entry, field, version, suffix):
+    """(address, prefix length, gateway) of one IP version: the address inside the subnet, not the gateway."""
+    address = _address(entry.get("address" + suffix), version, field + ".address" + suffix)
+    prefixlen = gateway = None
+    if entry.get("subnet" + suffix) is not None:
+        subnet = _subnet(entry["subnet" + suffix], version, field + ".subnet" + suffix)
+        _inside(address, subnet, field + ".address" + suffix)
+        prefixlen = subnet.prefixlen
+        if entry.get("gateway" + suffix) is not None:
+            gateway = _address(entry["gateway" + suffix], version, field + ".gateway" + suffix)
+            _inside(gateway, subnet, field + ".gateway" + suffix)
+            if gateway == address:
+                raise InvalidInput("%s: the pod's address%s %s is the network's gateway%s; lease another"
+                                   % (field, suffix, address, suffix), field + ".address" + suffix)
+    return address, prefixlen, gateway
 
 
 def pod_networks_of(pod_networks) -> list:
