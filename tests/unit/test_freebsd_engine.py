@@ -23,7 +23,9 @@ import jailconf
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import Mount, mount_plan
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import network
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import freebsd as F
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import freebsd_network as N
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import (
     AlreadyExists, CommandError, InvalidInput, JetpackError, NotFound)
 from tests.helpers.samples import sample
@@ -499,14 +501,17 @@ def test_recorded_created_note_is_not_a_jid(name):
 # --- a fake runner ------------------------------------------------------------------------------
 
 class FakeRunner:
-    """run(argv) -> (rc, stdout, stderr) from a script; records every argv."""
+    """run(argv, stdin=None) -> (rc, stdout, stderr) from a script; records every argv (calls)
+    and what was fed on stdin (stdins)."""
 
     def __init__(self, *responses):
         self.responses = list(responses)
         self.calls = []
+        self.stdins = []
 
-    def __call__(self, argv):
+    def __call__(self, argv, stdin=None):
         self.calls.append(list(argv))
+        self.stdins.append(stdin)
         return self.responses.pop(0)
 
 
@@ -517,6 +522,7 @@ def prepared(tmp_path, record=None, mounts=None):
     rec = pod_record(record["uuid"], record["name"], [dict(a) for a in record["apps"]],
                      volumes=record["volumes"], hostname=record["hostname"], jail=record["jail"],
                      stop_timeout=record["stop_timeout"], base=base)
+    rec.update({key: record[key] for key in ("networks", "ports") if key in record})
     os.makedirs(rec["root"], mode=0o700)
     for a in rec["apps"]:
         os.makedirs(a["rootfs"])
@@ -824,3 +830,396 @@ def test_no_second_fork_after_attaching():
     """execution.spawn forks again only for engines that enter a PID namespace (Linux); a
     jail_attach(2)ed child is already where the app must run."""
     assert F.FreeBSDEngine.fork_after_attach is False and F.FreeBSDEngine.name == "freebsd"
+
+
+# --- networks: the pod's jail.conf ----------------------------------------------------------------
+# A pod's networks as pods.py records them: the network's definition (network.normalize) plus the
+# pod's lease on it; "mode" and "egress_if" are the network's own options (shared by default).
+
+DEFAULT_NET = network.normalize(**network.DEFAULT)
+BACKEND_NET = network.normalize("backend", "10.88.0.0/24", "fd00:88::/64", nat=False)
+WEB_PORTS = [{"protocol": "tcp", "host_ip": None, "host_port": 8080, "pod_port": 80}]
+KEY_A = U_A.replace("-", "")
+HOST_A, JAIL_SIDE_A = "e0a_3c1f5e2a8d4", "e0b_3c1f5e2a8d4"     # freebsd_network.epair_names(NAME_A, 0)
+
+
+def joined(net, address, **extra):
+    return dict(net, requested=None, address=address, **extra)
+
+
+SHARED_POD = dict(ONE_APP, networks=[joined(DEFAULT_NET, "172.23.0.2")], ports=WEB_PORTS)
+VNET_POD = dict(ONE_APP, networks=[joined(DEFAULT_NET, "172.23.0.2", mode="vnet")], ports=WEB_PORTS)
+NET_CASES = {"shared-pod": SHARED_POD, "vnet-pod": VNET_POD}
+
+# Written out by hand: jail(8) ip4.addr 'IF|ADDR/32' (jail(8) adds and deletes the alias on the
+# network's cloned loopback); vnet: no ip4/ip6 at all (jail(8) refuses IP restrictions on a VNET
+# jail), vnet.interface = the jail side of the pod's epair, devfs.rules(5) ruleset 5
+# (devfsrules_jail_vnet) and the exec.poststart argv jail(8) runs on the host after moving it in.
+ONE_APP_OWN = {"path": DIR_A + "/rootfs", "host.hostname": "web", "host.hostuuid": U_A,
+               "mount.fstab": DIR_A + "/fstab", "persist": True, "stop.timeout": "10"}
+EXPECTED_NET_CONF = {
+    "shared-pod": dict(ONE_APP_OWN, **dict(SECURE, **{"ip4": "new", "ip4.addr": "jp-default|172.23.0.2/32"})),
+    "vnet-pod": dict(ONE_APP_OWN, **{k: v for k, v in SECURE.items() if k not in ("ip4", "ip6", "devfs_ruleset")}, **{
+        "devfs_ruleset": "5", "vnet": True, "vnet.interface": JAIL_SIDE_A,
+        "exec.poststart": ["/sbin/ifconfig -j %s lo0 inet 127.0.0.1/8" % NAME_A,
+                           "/sbin/ifconfig -j %s %s inet 172.23.0.2/16" % (NAME_A, JAIL_SIDE_A),
+                           "/sbin/route -j %s -n add -inet default 172.23.0.1" % NAME_A]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NET_CASES))
+def test_networked_jail_conf_matches_golden_file(case):
+    assert F.render_jail_conf(NET_CASES[case]) == (GOLDEN / (case + ".jail.conf")).read_text()
+
+
+@pytest.mark.parametrize("case", sorted(NET_CASES))
+def test_golden_networked_jail_conf_parsed_by_jailconf(case):
+    assert parse_conf((GOLDEN / (case + ".jail.conf")).read_text()) == (NAME_A, EXPECTED_NET_CONF[case])
+
+
+def test_vnet_apps_get_devfs_ruleset_5_too():
+    """devfs.rules(5): each app's own /dev gets the jail's ruleset, 5 (devfsrules_jail_vnet) for VNET."""
+    assert split_fstab(F.render_fstab(VNET_POD, [])) == \
+        [("devfs", DIR_A + "/rootfs/app/httpd/rootfs/dev", "devfs", "rw,ruleset=5", "0", "0")]
+
+
+@pytest.mark.parametrize("name", ["ip4", "ip4.addr", "ip6", "ip6.addr", "interface", "vnet", "novnet",
+                                  "vnet.interface"])
+def test_network_parameters_of_a_networked_pod_cannot_be_overridden(name):
+    with pytest.raises(InvalidInput, match="set by the pod's networks") as caught:
+        F.render_jail_conf(dict(SHARED_POD, jail={name: "x"}))
+    assert caught.value.field == "jail." + name
+
+
+def test_a_pod_on_no_network_may_set_its_own_addresses():
+    """jail(8) ip4.addr on an operator's interface (as in the two-apps golden): allowed without networks."""
+    params = parse_conf(F.render_jail_conf(dict(ONE_APP, networks=[], jail={"ip4": "new", "ip4.addr": "lo1|10.88.0.5/32"})))[1]
+    assert (params["ip4"], params["ip4.addr"], params["ip6"]) == ("new", "lo1|10.88.0.5/32", "disable")
+
+
+def test_a_pod_on_the_hosts_network_inherits_its_stack_and_starts_with_jail_c_alone(tmp_path):
+    """networks: [host] (pods.py): jail(8) ip4/ip6 = inherit, the explicit choice; no host-side step."""
+    record = dict(ONE_APP, networks=[{"name": "host", "requested": None}], ports=[])
+    params = parse_conf(F.render_jail_conf(record))[1]
+    assert (params["ip4"], params["ip6"]) == ("inherit", "inherit") and "ip4.addr" not in params
+    rec = prepared(tmp_path, record)
+    run = FakeRunner((0, "7\n", ""))
+    assert F.FreeBSDEngine(run=run).start(rec) == {"jid": 7, "name": NAME_A}
+    assert run.calls == [jail_create(rec)]
+
+
+@pytest.mark.parametrize("networks,words", [
+    ([joined(DEFAULT_NET, "172.23.0.2", mode="bridge")], "mode 'bridge' must be one of shared, vnet"),
+    ([joined(DEFAULT_NET, "172.23.0.2", mode="vnet"), joined(BACKEND_NET, "10.88.0.5")], "one kind"),
+    ([joined(DEFAULT_NET, "172.23.0.2", bridge="jp default")], "not usable"),
+    ([joined(DEFAULT_NET, "10.1.2.3")], "not a host address of 172.23.0.0/16"),
+], ids=["unknown mode", "vnet and shared mixed", "unusable interface name", "address outside the subnet"])
+def test_prepare_refuses_bad_networks_and_writes_nothing(tmp_path, networks, words):
+    base = str(tmp_path / "jetpack")
+    rec = dict(pod_record(U_A, "web", [app("httpd")], base=base), networks=networks)
+    os.makedirs(rec["apps"][0]["rootfs"])
+    with pytest.raises(InvalidInput, match=re.escape(words)):
+        F.FreeBSDEngine(run=FakeRunner()).prepare(rec, [])
+    assert not os.path.exists(F.conf_path(rec))
+
+
+# --- networks: start and stop ---------------------------------------------------------------------
+
+OK = (0, "", "")
+IFCONFIG = "/sbin/ifconfig"
+
+
+def absent(ifname):
+    """ifconfig(8)'s message for a missing interface, as recorded (outputs/ifconfig-error-1)."""
+    return (1, "", "ifconfig: interface %s does not exist\n" % ifname)
+
+
+def loopback(ifname, *aliases):
+    """source-derived (outputs/MISSING.md `ifconfig lo1` layout): no recording of a cloned lo exists."""
+    text = "%s: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> metric 0 mtu 16384\n" % ifname
+    text += "\toptions=600003<RXCSUM,TXCSUM,RXCSUM_IPV6,TXCSUM_IPV6>\n"
+    text += "".join("\tinet %s netmask 0xffffffff\n" % a for a in aliases)
+    return (0, text + "\tgroups: lo\n", "")
+
+
+def pf_load(anchor):
+    return ["/sbin/pfctl", "-a", anchor, "-f", "-"]
+
+
+def pf_flush(anchor):
+    return ["/sbin/pfctl", "-a", anchor, "-F", "all"]
+
+
+def jail_create(rec):
+    return ["/usr/sbin/jail"] + F.argv_create(F.conf_path(rec), F.jail_name(rec))[1:]
+
+
+def jail_remove(rec):
+    return ["/usr/sbin/jail"] + F.argv_remove(F.conf_path(rec), F.jail_name(rec))[1:]
+
+
+RESOLVED_WEB = N.resolve_ports(WEB_PORTS, [joined(DEFAULT_NET, "172.23.0.2")])
+
+# (argv, response on success) of each start, in order; `ifconfig epair create` printing 'epair0a'
+# is source-derived (outputs/MISSING.md). pfctl(8) -f - gets the anchor's rules on stdin.
+SHARED_START = [
+    (lambda rec: [IFCONFIG, "jp-default"], loopback("jp-default")),       # ifconfig(8) IF: stale aliases?
+    (jail_create, (0, "7\n", "")),                                         # jail(8) -c adds the alias
+    (lambda rec: pf_load("jetpack/filter-" + KEY_A), OK),                  # pfctl(8) -a: filter first
+    (lambda rec: pf_load("jetpack/rdr-" + KEY_A), OK),                     # then the redirects
+]
+VNET_START = [
+    (lambda rec: [IFCONFIG, HOST_A], absent(HOST_A)),                      # no stale epair
+    (lambda rec: [IFCONFIG, "epair", "create"], (0, "epair0a\n", "")),     # ifconfig(8) epair create
+    (lambda rec: [IFCONFIG, "epair0a", "name", HOST_A], OK),               # ifconfig(8) name
+    (lambda rec: [IFCONFIG, "epair0b", "name", JAIL_SIDE_A], OK),
+    (lambda rec: [IFCONFIG, "jp-default", "addm", HOST_A], OK),            # if_bridge(4) addm
+    (lambda rec: [IFCONFIG, HOST_A, "up"], OK),
+    (jail_create, (0, "7\n", "")),                                         # jail(8) vnet.interface
+    (lambda rec: pf_load("jetpack/filter-" + KEY_A), OK),
+    (lambda rec: pf_load("jetpack/rdr-" + KEY_A), OK),
+]
+STARTS = {"shared": (SHARED_POD, SHARED_START), "vnet": (VNET_POD, VNET_START)}
+
+
+@pytest.mark.parametrize("mode", sorted(STARTS))
+def test_start_runs_the_host_side_steps_around_jail_c(tmp_path, mode):
+    record, steps = STARTS[mode]
+    rec = prepared(tmp_path, record)
+    run = FakeRunner(*[response for _argv, response in steps])
+    assert F.FreeBSDEngine(run=run, egress_if="em0").start(rec) == {"jid": 7, "name": NAME_A}
+    assert run.calls == [argv(rec) for argv, _response in steps]
+    assert run.stdins[-2:] == [N.render_filter_anchor(RESOLVED_WEB), N.render_rdr_anchor(RESOLVED_WEB, "em0")]
+    assert run.stdins[:-2] == [None] * (len(steps) - 2)
+
+
+def test_start_clears_a_stale_alias_of_the_pod_first(tmp_path):
+    """A crash (or `jail -R`) can leave the pod's alias on the loopback; jail(8) would fail adding it."""
+    rec = prepared(tmp_path, dict(SHARED_POD, ports=[]))
+    run = FakeRunner(loopback("jp-default", "172.23.0.9", "172.23.0.2"), OK, (0, "7\n", ""))
+    F.FreeBSDEngine(run=run).start(rec)
+    assert run.calls == [[IFCONFIG, "jp-default"], [IFCONFIG, "jp-default", "inet", "172.23.0.2", "-alias"],
+                         jail_create(rec)]
+
+
+# The recorded failure each tool gives at step N (the class the engine raises for it):
+FAILURES = {
+    IFCONFIG: (("jail-c-error-5", 2), N.InterfaceExists),            # ifconfig: BRDGADD epair0a: File exists
+    "/usr/sbin/jail": (("jail-c-error-5", 5, 6), N.InterfaceNotFound),  # the epair could not be moved in
+    "/sbin/pfctl": (("pfctl-load-error-1", 2, 3), N.PfRulesRefused),  # stdin:3: syntax error ...
+}
+# What undoes each step that succeeded, latest first (create_pod_interfaces undoes its own part).
+VNET_UNDO = {
+    1: [], 2: [[IFCONFIG, "epair0a", "destroy"]], 3: [[IFCONFIG, HOST_A, "destroy"]],
+    4: [[IFCONFIG, HOST_A, "destroy"]], 5: [[IFCONFIG, HOST_A, "destroy"]], 6: [[IFCONFIG, HOST_A, "destroy"]],
+    7: ["unpublish", "jail -r", [IFCONFIG, HOST_A, "destroy"]],
+    8: ["unpublish", "jail -r", [IFCONFIG, HOST_A, "destroy"]],
+}
+SHARED_UNDO = {1: [], 2: ["unpublish", "jail -r"], 3: ["unpublish", "jail -r"]}
+ROLLBACKS = [("vnet", n) for n in sorted(VNET_UNDO)] + [("shared", n) for n in sorted(SHARED_UNDO)]
+
+
+def undo_argv(rec, step):
+    if step == "unpublish":     # flush the rdr anchor, then the filter anchor (pfctl(8) -a -F all)
+        return [pf_flush("jetpack/rdr-" + KEY_A), pf_flush("jetpack/filter-" + KEY_A)]
+    if step == "jail -r":
+        return [jail_remove(rec)]
+    return [step]
+
+
+@pytest.mark.parametrize("mode,failing", ROLLBACKS, ids=["%s: step %d fails" % case for case in ROLLBACKS])
+def test_a_failed_start_step_undoes_the_earlier_ones(tmp_path, mode, failing):
+    record, steps = STARTS[mode]
+    rec = prepared(tmp_path, record)
+    argvs = [argv(rec) for argv, _response in steps[:failing + 1]]
+    (recording, *lines), cls = FAILURES[argvs[-1][0]]
+    expected_undo = [argv for step in (VNET_UNDO if mode == "vnet" else SHARED_UNDO)[failing]
+                     for argv in undo_argv(rec, step)]
+    run = FakeRunner(*[response for _argv, response in steps[:failing]], (1, "", body_lines(recording, *lines)),
+                     *[OK] * len(expected_undo))
+    with pytest.raises(cls):
+        F.FreeBSDEngine(run=run, egress_if="em0").start(rec)
+    assert run.calls == argvs + expected_undo
+    assert run.responses == []
+
+
+def test_a_failing_undo_step_does_not_stop_the_others(tmp_path):
+    rec = prepared(tmp_path, VNET_POD)
+    responses = [response for _argv, response in VNET_START[:7]]
+    pf_refused = (1, "", body_lines("pfctl-load-error-1", 2, 3))
+    run = FakeRunner(*responses, pf_refused, OK, OK, (1, "", "jail: /sbin/umount x: failed\n"), OK)
+    with pytest.raises(N.PfRulesRefused):
+        F.FreeBSDEngine(run=run, egress_if="em0").start(rec)
+    assert run.calls[-1] == [IFCONFIG, HOST_A, "destroy"]
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(ports=[dict(WEB_PORTS[0], protocol="sctp")]), "sctp cannot be published"),
+    (dict(networks=[joined(DEFAULT_NET, "172.23.0.2", mode="tunnel")], ports=[]), "mode 'tunnel'"),
+    (dict(networks=[joined(DEFAULT_NET, "172.23.0.2", egress_if="em0; pass")]), "not usable"),
+    (dict(networks=[]), "no network cannot publish ports"),
+    (dict(), "needs the host interface"),
+], ids=["sctp port (pf.conf(5) SCTP CONSIDERATIONS)", "unknown mode", "unusable egress_if", "ports without network",
+        "ports and no egress interface"])
+def test_start_refuses_bad_input_before_running_anything(tmp_path, change, words):
+    rec = prepared(tmp_path, SHARED_POD)
+    run = FakeRunner()
+    with pytest.raises(InvalidInput, match=re.escape(words)):
+        F.FreeBSDEngine(run=run).start(dict(rec, **change))
+    assert run.calls == []
+
+
+def test_the_networks_egress_if_wins_over_the_engines(tmp_path):
+    rec = prepared(tmp_path, dict(SHARED_POD, networks=[joined(DEFAULT_NET, "172.23.0.2", egress_if="vtnet0")]))
+    run = FakeRunner(*[response for _argv, response in SHARED_START])
+    F.FreeBSDEngine(run=run, egress_if="em0").start(rec)
+    assert run.stdins[-1] == N.render_rdr_anchor(RESOLVED_WEB, "vtnet0") and "rdr on vtnet0 " in run.stdins[-1]
+
+
+def test_an_unusable_engine_egress_if_is_refused_at_once():
+    with pytest.raises(InvalidInput, match="not usable"):
+        F.FreeBSDEngine(run=FakeRunner(), egress_if="-i")
+
+
+STOPS = {
+    "shared": (SHARED_POD, [pf_flush("jetpack/rdr-" + KEY_A), pf_flush("jetpack/filter-" + KEY_A), "jail -r"]),
+    "vnet": (VNET_POD, [pf_flush("jetpack/rdr-" + KEY_A), pf_flush("jetpack/filter-" + KEY_A), "jail -r",
+                        [IFCONFIG, HOST_A, "destroy"]]),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(STOPS))
+def test_stop_unpublishes_removes_the_jail_then_its_epairs(tmp_path, mode):
+    """pfctl(8) -a -F all per anchor, rdr first; jail(8) -r deletes the shared-IP alias itself;
+    ifconfig(8) destroy of an epair's a side takes the b side (back from the jail) with it."""
+    record, steps = STOPS[mode]
+    rec = prepared(tmp_path, record)
+    run = FakeRunner(*[OK] * len(steps))
+    F.FreeBSDEngine(run=run).stop(rec, {"jid": 7, "name": NAME_A})
+    assert run.calls == [jail_remove(rec) if step == "jail -r" else step for step in steps]
+
+
+def test_stop_of_a_jail_already_gone_clears_what_it_left_source_derived(tmp_path):
+    """source-derived 'jail: "NAME" not found' (outputs/MISSING.md): the alias jail(8) did not delete goes."""
+    rec = prepared(tmp_path, SHARED_POD)
+    run = FakeRunner(OK, OK, (1, "", 'jail: "%s" not found\n' % NAME_A), loopback("jp-default", "172.23.0.2"), OK)
+    F.FreeBSDEngine(run=run).stop(rec, {"jid": 7})
+    assert run.calls[2:] == [jail_remove(rec), [IFCONFIG, "jp-default"],
+                             [IFCONFIG, "jp-default", "inet", "172.23.0.2", "-alias"]]
+
+
+def test_stop_removes_the_jail_even_when_pf_fails_and_reports_it(tmp_path):
+    """source-derived 'pfctl: /dev/pf: No such file or directory' is no anchor to flush; a refusal is an error."""
+    rec = prepared(tmp_path, SHARED_POD)
+    refused = (1, "", body_lines("pfctl-load-error-1", 2, 3))
+    run = FakeRunner(refused, OK, OK)
+    with pytest.raises(N.PfRulesRefused):
+        F.FreeBSDEngine(run=run).stop(rec, {"jid": 7})
+    assert run.calls[-1] == jail_remove(rec)
+    run = FakeRunner((1, "", "pfctl: /dev/pf: No such file or directory\n"), OK, OK)
+    F.FreeBSDEngine(run=run).stop(rec, {"jid": 7})
+    assert len(run.calls) == 3
+
+
+def test_stop_keeps_the_epairs_of_a_jail_that_could_not_be_removed_source_derived(tmp_path):
+    """source-derived unmount failure (usr.sbin/jail/command.c): the jail may still use them."""
+    rec = prepared(tmp_path, VNET_POD)
+    target = rec["apps"][0]["rootfs"] + "/dev"
+    run = FakeRunner(OK, OK, (1, "", "jail: %s: /sbin/umount %s: failed\n" % (NAME_A, target)))
+    with pytest.raises(F.JailMountError):
+        F.FreeBSDEngine(run=run).stop(rec, {"jid": 7})
+    assert len(run.calls) == 3
+
+
+# --- networks: what pods.py asks of the engine ----------------------------------------------------
+
+HOOKS_NAT = 'nat-anchor "jetpack/*" all\nrdr-anchor "jetpack/*" all\n'   # source-derived pfctl -s nat
+HOOKS_RULES = 'anchor "jetpack/*" all\n'                                 # source-derived pfctl -s rules
+
+
+def test_sync_networks_sets_up_the_networks_in_use_and_removes_the_others():
+    run = FakeRunner((0, HOOKS_NAT, ""), (0, HOOKS_RULES, ""), absent("jp-default"), OK, OK, OK, OK, OK)
+    F.FreeBSDEngine(run=run, egress_if="em0").sync_networks([DEFAULT_NET], [], [BACKEND_NET])
+    assert run.calls == [
+        ["/sbin/pfctl", "-P", "-s", "nat"], ["/sbin/pfctl", "-P", "-s", "rules"],   # pf.conf hooks there?
+        [IFCONFIG, "jp-default"],                                                    # ifconfig(8) probe
+        [IFCONFIG, "lo", "create", "name", "jp-default"],                            # a cloned lo(4)
+        [IFCONFIG, "jp-default", "up"],
+        pf_load("jetpack/nat-default"),                                              # pfctl(8) -a -f -
+        pf_flush("jetpack/nat-backend"), [IFCONFIG, "jp-backend", "destroy"],        # unused: removed
+    ]
+    assert run.stdins[5] == N.render_nat_anchor(DEFAULT_NET, "em0")
+    assert run.stdins[5] == (GOLDEN / "network" / "nat-default.pf").read_text()
+
+
+def test_sync_networks_makes_a_vnet_network_a_bridge_with_its_gateway():
+    run = FakeRunner(absent("jp-backend"), OK, OK, OK, OK, OK)
+    F.FreeBSDEngine(run=run).sync_networks([dict(BACKEND_NET, mode="vnet")], [], [])
+    assert run.calls == [[IFCONFIG, "jp-backend"], [IFCONFIG, "bridge", "create", "name", "jp-backend"],
+                         [IFCONFIG, "jp-backend", "inet", "10.88.0.1/24", "alias"],
+                         [IFCONFIG, "jp-backend", "inet6", "fd00:88::1", "prefixlen", "64", "alias"],
+                         [IFCONFIG, "jp-backend", "up"], pf_flush("jetpack/nat-backend")]
+
+
+def test_sync_networks_refuses_missing_pf_hooks_before_changing_anything():
+    run = FakeRunner((0, "", ""), (0, "", ""))
+    with pytest.raises(N.PfHooksMissing):
+        F.FreeBSDEngine(run=run, egress_if="em0").sync_networks([DEFAULT_NET], [], [])
+    assert len(run.calls) == 2
+
+
+@pytest.mark.parametrize("networks,words", [
+    ([DEFAULT_NET], "network default has NAT on"),
+    ([dict(DEFAULT_NET, egress_if="em0"), dict(BACKEND_NET, mode="bridge")], "mode 'bridge'"),
+    ([dict(DEFAULT_NET, egress_if="em0 x")], "not usable"),
+], ids=["NAT on and no egress interface", "unknown mode in a later network", "unusable egress_if"])
+def test_sync_networks_refuses_bad_input_before_running_anything(networks, words):
+    run = FakeRunner()
+    with pytest.raises(InvalidInput, match=re.escape(words)):
+        F.FreeBSDEngine(run=run).sync_networks(networks, [], [])
+    assert run.calls == []
+
+
+def test_addresses_in_use_are_every_address_of_recorded_ifconfig():
+    """outputs/ifconfig-bridge-2 (ifconfig(8) of a 14.x host): inet and inet6, without %scope."""
+    run = FakeRunner((0, sample("ifconfig-bridge-2")[1], ""))
+    assert F.FreeBSDEngine(run=run).addresses_in_use() == {
+        "192.168.1.239", "fe80::428d:5cff:fe58:c5f6", "2605:59c8:892:2010:428d:5cff:fe58:c5f6",
+        "fd1f:71ae:fb88:10:428d:5cff:fe58:c5f6", "127.0.0.1", "::1", "fe80::1"}
+    assert run.calls == [[IFCONFIG, "-a"]]
+
+
+def port(**fields):
+    return dict({"protocol": "tcp", "host_ip": None, "host_port": 8080, "pod_port": 80, "address": "172.23.0.2",
+                 "pod": "web"}, **fields)
+
+
+def test_check_ports_asks_the_host_only_about_a_host_ip():
+    run = FakeRunner((0, sample("ifconfig-bridge-2")[1], ""))
+    F.FreeBSDEngine(run=run).check_ports([port(), port(host_port=8443, host_ip="192.168.1.239")])
+    assert run.calls == [[IFCONFIG, "-a"]]
+    run = FakeRunner()
+    F.FreeBSDEngine(run=run).check_ports([port()])
+    assert run.calls == []
+
+
+@pytest.mark.parametrize("ports,words", [
+    ([port(host_ip="203.0.113.10")], "not an address of this host"),
+    ([port(), port(pod_port=81)], "published twice"),
+    ([port(protocol="sctp")], "sctp cannot be published"),
+    ([port(host_port=0)], "port number"),
+], ids=["host_ip elsewhere (recorded ifconfig-bridge-2 as the host)", "one host port to two pod ports",
+        "sctp", "port 0"])
+def test_check_ports_refuses(ports, words):
+    run = FakeRunner((0, sample("ifconfig-bridge-2")[1], ""))
+    with pytest.raises(InvalidInput, match=words):
+        F.FreeBSDEngine(run=run).check_ports(ports)
+
+
+def test_the_engine_offers_every_method_pods_py_calls():
+    """pods.py drives both engines through the same methods (grep pods.py for `engine.`)."""
+    source = (Path(F.__file__).parents[1] / "pods.py").read_text()
+    called = set(re.findall(r"\bengine\.([a-z_]+)\(", source))
+    assert {"addresses_in_use", "check_ports", "sync_networks", "prepare", "running", "stop"} <= called
+    engine = F.FreeBSDEngine(run=FakeRunner())
+    assert [name for name in sorted(called) if not callable(getattr(engine, name, None))] == []

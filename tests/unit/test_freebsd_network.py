@@ -202,15 +202,15 @@ def test_an_operators_own_interface_can_be_named():
     assert dict(N.jail_network_parameters([entry]))["ip4.addr"] == ["lo1|172.23.0.2/32"]
 
 
-# --- wiring into the engine's parameters ----------------------------------------------------------
+# --- wired into the engine's parameters ------------------------------------------------------------
 
 def wired_conf(record, nets, mode):
-    """What engines/freebsd.py writes once the network parameters replace its defaults (the
-    wiring the lead adds: apply_jail_parameters(SECURE_DEFAULTS, ...) before the overrides)."""
-    defaults = N.apply_jail_parameters(F.SECURE_DEFAULTS, N.jail_network_parameters(nets, mode, jail=JAIL))
-    engine_own = F.jail_parameters(record)[:6]   # path .. stop.timeout, written before the defaults
-    lines = ["%s {" % JAIL] + [F._conf_line(n, v) for n, v in engine_own + defaults] + ["}"]
-    return parse_conf("\n".join(lines) + "\n"), [n for n, _v in defaults]
+    """What engines/freebsd.py writes for a pod on these networks (jail_parameters applies the
+    network parameters over SECURE_DEFAULTS, before the pod's overrides): ({parameter: value},
+    the names after the engine's own six, path .. stop.timeout, in order)."""
+    params = F.jail_parameters(dict(record, networks=[dict(n, mode=mode) for n in nets]))
+    lines = ["%s {" % JAIL] + [F._conf_line(n, v) for n, v in params] + ["}"]
+    return parse_conf("\n".join(lines) + "\n"), [n for n, _v in params[6:]]
 
 
 RECORD = {"uuid": "3c1f5e2a-8d4b-4f6e-9a7c-0b1d2e3f4a5b", "name": "web", "hostname": "web",

@@ -5,6 +5,13 @@
 `stop` runs `jail -f <conf> -r <name>` with the same file, so jail(8) also unmounts what it mounted;
 `attach` enters the jail from a forked child with jail_attach(2); `running` asks jls(8).
 
+A pod's networks (freebsd_network.py) add their jail(8) parameters to jail.conf (shared IP:
+ip4.addr/ip6.addr on the network's cloned loopback; VNET: vnet, vnet.interface, devfs ruleset 5,
+exec.poststart); `start` runs the pod's host-side steps around `jail -c` (stale aliases cleared,
+or epairs made; then the pod's pf anchors) and undoes them when a step fails; `stop` flushes the
+anchors and destroys the epairs after `jail -r`. `sync_networks`, `addresses_in_use` and
+`check_ports` are what pods.py asks of every engine for the networks themselves.
+
 Nothing here runs on import, and nothing FreeBSD-only is looked up before it is used, so the module
 imports (and its pure parts are tested) on Linux. Every command line comes from one pure `argv_*`
 function; the tests assert them and feed real recorded jls(8)/jail(8) output to the parsers.
@@ -39,7 +46,7 @@ from collections import namedtuple
 
 from .. import beneath
 from ..errors import AlreadyExists, CommandError, InvalidInput, JetpackError, NotFound
-from . import Mount, mount_plan
+from . import Mount, freebsd_network, mount_plan
 
 NAME_PREFIX = "jetpack-"
 CONF_FILE = "jail.conf"
@@ -87,8 +94,9 @@ SECURE_DEFAULTS = (
     # jail(8) exec.clean: any exec.* command runs with a clean environment, never the caller's
     # (the supervisor's or Ansible's) variables.
     ("exec.clean", True),
-    # jail(8) ip4/ip6: "disable" = no IPv4/IPv6 at all until the networking issue gives pods
-    # addresses ("new" with ip4.addr); never "inherit", which lets the jail use every host address.
+    # jail(8) ip4/ip6: "disable" = no IPv4/IPv6 at all for a pod on no network; a pod's networks
+    # replace them (freebsd_network.jail_network_parameters: "new" with ip4.addr, or dropped for
+    # vnet); never "inherit", which lets the jail use every host address.
     ("ip4", "disable"),
     ("ip6", "disable"),
 )
@@ -123,6 +131,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_VALUE = 4096
 
 JailStatus = namedtuple("JailStatus", "jid name path dying")
+# What a pod's start does on the host besides `jail -c`: its network mode, networks (definition +
+# address), published ports resolved to its addresses, and the interface they are published on.
+StartPlan = namedtuple("StartPlan", "mode networks ports egress_if")
 
 
 # --- record fields --------------------------------------------------------------------------------
@@ -189,6 +200,30 @@ def _stop_timeout(record) -> str:
     return str(value)
 
 
+# --- networks -------------------------------------------------------------------------------------
+
+def network_entries(record) -> list:
+    """The networks the pod joins as pods.py records them (the network's definition plus the pod's
+    address on it), without the "host" pseudo-network."""
+    entries = record.get("networks") or []
+    if not isinstance(entries, list):
+        raise InvalidInput("networks must be a list of the pod's networks", "networks")
+    return [e for e in entries if not (isinstance(e, dict) and e.get("name") == "host")]
+
+
+def network_mode(record) -> str:
+    """"shared", "vnet" (from the networks' own "mode", shared by default), "host" or "none"."""
+    if any(isinstance(e, dict) and e.get("name") == "host" for e in record.get("networks") or ()):
+        return "host"
+    return freebsd_network.pod_mode(network_entries(record))
+
+
+def network_parameters(record) -> list:
+    """The jail(8) parameters of the pod's networks, to apply over SECURE_DEFAULTS."""
+    return freebsd_network.jail_network_parameters(network_entries(record), network_mode(record),
+                                                   jail=jail_name(record))
+
+
 # --- jail parameters ------------------------------------------------------------------------------
 
 def _canonical(name: str) -> str:
@@ -222,8 +257,9 @@ def _override_value(name: str, value):
                        " null" % (name, value), field)
 
 
-def validate_overrides(overrides) -> dict:
-    """{canonical name: (name as written, value)} for record["jail"]; refuses what is unsafe."""
+def validate_overrides(overrides, networked: bool = False) -> dict:
+    """{canonical name: (name as written, value)} for record["jail"]; refuses what is unsafe, and
+    for a pod on networks (networked) the parameters its networks set."""
     if overrides is None:
         return {}
     if not isinstance(overrides, dict):
@@ -243,6 +279,9 @@ def validate_overrides(overrides) -> dict:
             raise InvalidInput("jail parameter %s is refused: it runs commands or mounts on the host"
                                " outside jetpack's control; use the pod's apps, handlers and"
                                " volumes instead" % name, "jail.%s" % name)
+        if networked and key in freebsd_network.NETWORK_PARAMETERS:
+            raise InvalidInput("jail parameter %s is set by the pod's networks; leave it out (a pod"
+                               " on networks: none may set it itself)" % name, "jail.%s" % name)
         if key in found:
             raise InvalidInput("jail parameters %s and %s set the same parameter; give one"
                                % (found[key][0], name), "jail.%s" % name)
@@ -271,8 +310,9 @@ def jail_parameters(record) -> list:
         # jail(8) stop.timeout: how long `jail -r` waits after SIGTERM (default 10): the pod's.
         ("stop.timeout", _stop_timeout(record)),
     ]
-    overrides = validate_overrides(record.get("jail"))
-    for name, value in SECURE_DEFAULTS:
+    overrides = validate_overrides(record.get("jail"), networked=bool(network_entries(record)))
+    defaults = freebsd_network.apply_jail_parameters(SECURE_DEFAULTS, network_parameters(record))
+    for name, value in defaults:
         if name in overrides:
             name, value = overrides.pop(name)
         if value is not None:
@@ -647,18 +687,23 @@ def _write_file(directory: str, name: str, text: str, mode: int) -> None:
 class FreeBSDEngine:
     """The Engine of docs/pods-design.md for FreeBSD jails.
 
-    run(argv) -> (rc, stdout, stderr) is injectable (tests pass a fake); tools maps "jail"/"jls"
-    to the programs run (absolute paths by default, so PATH cannot substitute them).
+    run(argv, stdin=None) -> (rc, stdout, stderr) is injectable (tests pass a fake); it runs the
+    jail(8)/jls(8) commands and, through self.network (freebsd_network.FreeBSDNetwork), the
+    ifconfig(8)/route(8)/pfctl(8) ones. tools maps a program's name to the one run (absolute paths
+    by default, so PATH cannot substitute them). egress_if: the host interface NAT and published
+    ports leave and arrive through, for networks that do not name their own ("egress_if").
     """
 
     name = "freebsd"
     fork_after_attach = False   # jail_attach(2) enters no PID namespace: no second fork needed
 
-    def __init__(self, run=None, tools=None, load_libc=None, system=None):
+    def __init__(self, run=None, tools=None, load_libc=None, system=None, egress_if=None):
         self.run = run or run_command
         self.tools = dict(TOOLS, **(tools or {}))
         self.load_libc = load_libc
         self.system = system
+        self.egress_if = None if egress_if is None else freebsd_network.interface_name(egress_if, "egress_if")
+        self.network = freebsd_network.FreeBSDNetwork(run=run, tools=tools)
 
     def check(self, argv) -> str:
         """Run one declared command; its stdout, or the typed error of error_for."""
@@ -693,29 +738,95 @@ class FreeBSDEngine:
         _write_file(pod_dir, FSTAB_FILE, fstab, FSTAB_MODE)
 
     def start(self, record) -> dict:
-        """Create the jail (jail(8) mounts the fstab entries and devfs first); {"jid", "name"}."""
-        name, conf = jail_name(record), conf_path(record)
-        for path in (conf, fstab_path(record)):
+        """Create the pod's jail with its network: the host-side steps before `jail -c` (stale
+        shared-IP aliases cleared, or the VNET epairs made), `jail -c` (jail(8) mounts the fstab
+        entries and devfs, adds the aliases or moves the epairs in), then the pod's pf anchors.
+        Everything is checked before the first command; a failed step undoes the earlier ones in
+        reverse order. Returns {"jid", "name"}."""
+        name = jail_name(record)
+        for path in (conf_path(record), fstab_path(record)):
             if not os.path.isfile(path):
                 raise NotFound("%s is missing: the pod was not prepared on this host; prepare"
                                " (recreate) the pod first" % path)
-        argv = argv_create(conf, name)
-        jid = parse_created_jid(self.check(argv))
+        plan = self._start_plan(record)
+        undo = []
+        try:
+            if plan.mode == "shared":
+                self.network.clear_stale_aliases(plan.networks)
+            elif plan.mode == "vnet":
+                self.network.create_pod_interfaces(name, plan.networks)
+                undo.append(lambda: self.network.destroy_pod_interfaces(name, plan.networks))
+            jid = self._create_jail(record, plan)
+            undo.append(lambda: self._remove_jail(record))
+            if plan.ports:
+                undo.append(lambda: self.network.unpublish(name))
+                self.network.publish(name, plan.ports, plan.egress_if)
+        except BaseException:
+            _undo(undo)
+            raise
+        return {"jid": jid, "name": name}
+
+    def _start_plan(self, record) -> StartPlan:
+        """What start does besides `jail -c`, checked whole (InvalidInput) before anything runs."""
+        entries = network_entries(record)
+        mode = network_mode(record)
+        freebsd_network.pod_networks_of(entries)
+        if mode == "vnet":
+            for i in range(len(entries)):
+                freebsd_network.epair_names(jail_name(record), i)
+        ports = freebsd_network.resolve_ports(record.get("ports"), entries) if record.get("ports") else []
+        egress = None
+        if ports:
+            freebsd_network.render_filter_anchor(ports)
+            egress = self.egress_of(entries[0], "pod %s publishes ports" % record.get("name"))
+            freebsd_network.render_rdr_anchor(ports, egress)
+        return StartPlan(mode, entries, ports, egress)
+
+    def egress_of(self, network, why: str) -> str:
+        """The network's "egress_if", else the engine's; InvalidInput saying what to set if neither."""
+        value = network.get("egress_if") or self.egress_if
+        if value is None:
+            raise InvalidInput("%s, which needs the host interface that traffic of network %s leaves"
+                               " and arrives through (pf.conf(5) nat/rdr 'on' an interface): give the"
+                               " network an egress_if, such as em0 (the interface of the host's default"
+                               " route), or configure the engine's egress_if" % (why, network.get("name")),
+                               "egress_if")
+        return freebsd_network.interface_name(value, "egress_if")
+
+    def _create_jail(self, record, plan) -> int:
+        """`jail -c` from the pod's jail.conf; the JID (asked of jls(8) if -i printed none)."""
+        name = jail_name(record)
+        argv = argv_create(conf_path(record), name)
+        try:
+            out = self.check(argv)
+        except CommandError as e:
+            raise _network_error(e) if plan.networks else e
+        jid = parse_created_jid(out)
         if jid is None:                       # -i printed nothing usable: ask jls(8)
             status = self.status(record)
             if status is None or status.dying or status.jid is None:
                 raise CommandError("jail(8) reported success but jail %s is not running; see"
                                    " `jls -d -j %s`" % (name, name), argv, 0)
             jid = status.jid
-        return {"jid": jid, "name": name}
+        return jid
+
+    def _remove_jail(self, record) -> bool:
+        """`jail -r` with the pod's own jail.conf; False when there was no such jail."""
+        try:
+            self.check(argv_remove(conf_path(record), jail_name(record)))
+        except NotFound:
+            return False
+        return True
 
     def attach(self, record, context) -> None:
         """IN A FORKED CHILD: enter the pod's jail (jail_attach(2))."""
         jail_attach(_context_jid(context), self.load_libc, self.system)
 
     def stop(self, record, context) -> None:
-        """Remove the jail with its own jail.conf, so jail(8) unmounts devfs and the fstab
-        entries; a jail already gone is not an error."""
+        """Unpublish the pod's ports, remove the jail with its own jail.conf (so jail(8) unmounts
+        devfs and the fstab entries and deletes the shared-IP aliases), then destroy its VNET
+        epairs. A jail already gone is not an error: what a crash left of its network is removed.
+        Every step is tried; the first failure is raised after the others."""
         name, conf = jail_name(record), conf_path(record)
         if isinstance(context, dict) and context.get("name") not in (None, name):
             raise InvalidInput("context names jail %r, not this pod's %s" % (context.get("name"), name),
@@ -725,10 +836,17 @@ class FreeBSDEngine:
                 raise NotFound("cannot stop jail %s cleanly: %s is missing, and without it jail(8)"
                                " would not unmount the pod's volumes; prepare the pod's files again"
                                " and retry" % (name, path))
-        try:
-            self.check(argv_remove(conf, name))
-        except NotFound:
-            return
+        entries, mode = network_entries(record), network_mode(record)
+        errors = []
+        if record.get("ports"):
+            _attempt(errors, self.network.unpublish, name)
+        removed = _attempt(errors, self._remove_jail, record)
+        if removed is not None and mode == "vnet":
+            _attempt(errors, self.network.destroy_pod_interfaces, name, entries)
+        if removed is False and mode == "shared":    # no `jail -r` deleted its aliases
+            _attempt(errors, self.network.clear_stale_aliases, entries)
+        if errors:
+            raise errors[0]
 
     def status(self, record):
         """JailStatus of the pod's jail (dying included), or None when there is none."""
@@ -755,3 +873,72 @@ class FreeBSDEngine:
             return False
         jid = context.get("jid") if isinstance(context, dict) else None
         return jid is None or status.jid == jid
+
+    # --- networks, as pods.py asks for them (see network.py and freebsd_network.py) -------------
+
+    def addresses_in_use(self) -> set:
+        """Every address configured on the host (`ifconfig -a`): never leased to a pod."""
+        return self.network.host_addresses()
+
+    def check_ports(self, ports) -> None:
+        """Refuse ports pf cannot redirect (sctp, bad numbers, one host port to two places) and a
+        host_ip that is not an address of this host. ports: pods.py's, with the pod's "address"."""
+        freebsd_network.redirects([dict(p, pod_ip=p.get("address"), pod_ip6=p.get("address6")) for p in ports])
+        wanted = sorted({p["host_ip"] for p in ports if p.get("host_ip") not in (None, "", "0.0.0.0", "::")})
+        if wanted:
+            host = self.addresses_in_use()
+            missing = [address for address in wanted if address not in host]
+            if missing:
+                raise InvalidInput("host_ip %s is not an address of this host: use one it has"
+                                   " (`ifconfig -a`), or leave host_ip out to publish on the egress"
+                                   " interface" % ", ".join(missing), "host_ip")
+
+    def sync_networks(self, networks, ports, unused) -> None:
+        """Host side of the networks in use: each one's loopback (shared) or bridge (vnet) and
+        its NAT anchor; the networks no pod uses any more lose both. Every network in use is
+        checked (mode, names, egress interface when NAT is on) before anything runs, and pf's
+        hooks are checked once when pf has work to do. ports: every published port (pods.py)."""
+        plans = [self._network_plan(net) for net in networks]
+        if ports or any(egress for _net, _mode, egress in plans):
+            self.network.check_hooks()
+        for net, mode, egress in plans:
+            self.network.ensure_network(net, mode)
+            self.network.apply_nat(net, egress)
+        for net in unused:
+            self.network.remove_network(net)
+
+    def _network_plan(self, net) -> tuple:
+        """(network, mode, egress interface or None when NAT is off), all checked."""
+        name = freebsd_network.network_name(net.get("name"), "networks.name")
+        mode = freebsd_network.network_mode(net)
+        freebsd_network.network_interface(net)
+        egress = None
+        if net.get("nat", True):
+            egress = self.egress_of(net, "network %s has NAT on" % name)
+            freebsd_network.render_nat_anchor(net, egress)
+        return net, mode, egress
+
+
+def _attempt(errors: list, step, *args):
+    """step(*args)'s result; on a JetpackError, None after appending the error to errors."""
+    try:
+        return step(*args)
+    except JetpackError as e:
+        errors.append(e)
+        return None
+
+
+def _undo(steps) -> None:
+    """Undo what a failed start did, latest first; a step that fails too does not stop the rest."""
+    for step in reversed(steps):
+        try:
+            step()
+        except JetpackError:
+            pass
+
+
+def _network_error(error: CommandError) -> CommandError:
+    """A failed `jail -c` of a pod on networks: freebsd_network's reading when it has a specific
+    one (an epair that could not be moved in, an address already there), else error."""
+    specific = freebsd_network.error_for(error.argv, error.rc, error.stdout, error.stderr)
+    return specific if type(specific) is not CommandError else error

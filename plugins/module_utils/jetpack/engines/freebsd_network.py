@@ -72,8 +72,8 @@ RDR_TAG = "jetpack_rdr"              # pf.conf(5) "tag"/"tagged": marks packets 
 LOOPBACK4 = "127.0.0.1/8"             # what a FreeBSD lo0 carries (outputs/ifconfig-lo0-vnet-1)
 LOOPBACK6 = "::1/128"
 
-# The jail(8) parameters this module decides for a pod with networks. The engine should refuse
-# them as user overrides ("set by the pod's networks"), as it refuses its other own parameters.
+# The jail(8) parameters this module decides for a pod with networks: the engine refuses them as
+# user overrides of such a pod ("set by the pod's networks"), as it refuses its other own parameters.
 NETWORK_PARAMETERS = ("ip4", "ip4.addr", "ip6", "ip6.addr", "interface", "vnet", "vnet.interface")
 
 _JAIL_NAME = re.compile(r"jetpack-[0-9a-f]{32}")
@@ -1046,12 +1046,14 @@ class FreeBSDNetwork:
     """Runs the declared commands above. run(argv, stdin=None) -> (rc, stdout, stderr) is
     injectable (tests pass a fake); tools maps ifconfig/pfctl/route to the programs run.
 
-    Call order (the engine's start/stop, under the store lock):
-      host:   check_hooks once (pf evaluates nothing of jetpack's without the pf.conf hooks);
-      start:  per network ensure_network(net, mode) and apply_nat(net, egress_if); then
-              shared: clear_stale_aliases, `jail -c` (jail(8) adds the aliases), publish;
+    Call order, as engines/freebsd.py wires it:
+      sync_networks (pods.py, under the store lock, before a pod starts and after one leaves):
+              check_hooks once when pf has work (pf evaluates nothing of jetpack's without the
+              pf.conf hooks); per network in use ensure_network(net, mode), apply_nat(net,
+              egress_if); per network no pod uses any more remove_network;
+      start:  shared: clear_stale_aliases, `jail -c` (jail(8) adds the aliases), publish;
               vnet:   create_pod_interfaces, `jail -c` (jail(8) moves the jail sides in and runs
-                      exec.poststart), publish; when `jail -c` fails: destroy_pod_interfaces;
+                      exec.poststart), publish; a failed step undoes the earlier ones in reverse;
       stop:   unpublish, `jail -r` (jail(8) deletes the shared-IP aliases, the epairs come back
               to the host), then destroy_pod_interfaces for vnet.
     """
@@ -1188,9 +1190,11 @@ class FreeBSDNetwork:
         self.check(argv_pf_load(anchor), stdin=rules)
 
     def flush_anchor(self, anchor) -> None:
+        """Empty one of jetpack's anchors; one without rules, or a pf not loaded at all (so with no
+        anchor), already is."""
         try:
             self.check(argv_pf_flush(anchor))
-        except AnchorNotFound:
+        except (AnchorNotFound, PfNotLoaded):
             pass
 
     def show_anchor(self, anchor, kind: str = "nat") -> str:
