@@ -9,7 +9,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: jetpack_image
-short_description: Import, export and remove App Container images in the jetpack store
+short_description: Import, build, export and remove App Container images in the jetpack store
 version_added: 0.1.0
 description:
   - Makes sure an App Container (appc) image is present in the host's jetpack store, or absent.
@@ -19,6 +19,9 @@ description:
     extracting with hardened rules; anything refused leaves nothing behind.
   - Re-running a task whose image is present changes nothing. A local source file that has not changed
     since it was imported (same path, size, modification time and inode) is not read again.
+  - With O(source=build), builds a child image from a parent image in a temporary pod (O(build)); with
+    O(source=base), makes an image without a parent (O(base)). Both are cached by a key over all their inputs,
+    so a re-run with the same inputs reports no change and runs nothing. See C(docs/builds.md).
 author:
   - jetpack.runtime contributors (@jetpack-runtime)
 extends_documentation_fragment:
@@ -53,7 +56,192 @@ options:
       - The ACI archive to import, an absolute path or an C(https://) URL (C(http://) only with O(allow_http)).
       - Plain, gzip, bzip2 and xz archives are accepted.
       - Dependencies named in the image manifest must already be in the store.
+      - V(build) builds the image described by O(build); V(base) makes the image described by O(base).
     type: str
+  build:
+    description:
+      - With O(source=build), how to build the image (O(name) and O(labels) name it) from its parent.
+      - The steps run in order in a temporary pod over a ZFS clone of the parent; the image holds only what
+        they changed and depends on the parent by ID. A failing step leaves nothing behind and fails the task
+        with its output.
+    type: dict
+    suboptions:
+      parent:
+        description:
+          - The parent image, by O(build.parent.id) or by O(build.parent.name) and O(build.parent.labels)
+            (the newest match).
+        type: dict
+        required: true
+        suboptions:
+          id:
+            description: The parent's image ID.
+            type: str
+          name:
+            description: The parent's name.
+            type: str
+          labels:
+            description: Labels the parent must have.
+            type: dict
+      steps:
+        description:
+          - The build steps, each with exactly one of O(build.steps[].copy) and O(build.steps[].run).
+          - Templates are rendered by Ansible before the task runs; give one as O(build.steps[].copy.content)
+            set to the result of the C(template) lookup (see the examples).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          copy:
+            description:
+              - Write a file into the image, replacing what is at O(build.steps[].copy.dest) (a symlink there is
+                replaced, never followed). Missing parent directories are created (0755, root).
+            type: dict
+            suboptions:
+              content:
+                description: The file's content.
+                type: str
+              src:
+                description: A file on the managed host to copy (absolute path).
+                type: path
+              dest:
+                description: The absolute path in the image.
+                type: str
+                required: true
+              mode:
+                description: The file's mode, such as V('0644') (the default).
+                type: raw
+              owner:
+                description: The owner, a user of the image's own C(/etc/passwd) or a number. Default V(0).
+                type: str
+              group:
+                description: The group, a group of the image's C(/etc/group) or a number. Default the owner's.
+                type: str
+          run:
+            description:
+              - A command to run as root in the build pod, a list (argv, no shell) or a string run by the image's
+                own C(/bin/sh -c). A non-zero exit status fails the build.
+            type: raw
+          environment:
+            description: Environment variables of a O(build.steps[].run) step.
+            type: dict
+      network:
+        description:
+          - V(host) gives run steps the host's network (to download packages); V(none) loopback only.
+        type: str
+        choices: [host, none]
+        default: host
+  base:
+    description:
+      - With O(source=base), where the image's root filesystem comes from; give exactly one suboption.
+    type: dict
+    suboptions:
+      rootfs:
+        description: A root filesystem directory or tarball (plain, gzip, bzip2 or xz) on the managed host.
+        type: path
+      debootstrap:
+        description:
+          - Run C(debootstrap) on the managed host. The archive is the one the host's own apt sources use for
+            the suite unless O(base.debootstrap.mirror) is given.
+        type: dict
+        suboptions:
+          suite:
+            description: The Debian suite, such as V(bookworm).
+            type: str
+            required: true
+          variant:
+            description: The debootstrap variant.
+            type: str
+            choices: [minbase, buildd, fakechroot]
+            default: minbase
+          include:
+            description: Extra packages to install.
+            type: list
+            elements: str
+            default: []
+          mirror:
+            description: The Debian archive URL to use instead of the host's.
+            type: str
+      freebsd_base:
+        description:
+          - A FreeBSD release's C(base.txz), refused unless its SHA-256 is the one the release's C(MANIFEST) lists.
+        type: dict
+        suboptions:
+          path:
+            description: base.txz on the managed host.
+            type: path
+          url:
+            description: base.txz as an C(https://) URL.
+            type: str
+          manifest:
+            description: The release's C(MANIFEST), an absolute path or an C(https://) URL.
+            type: str
+            required: true
+  app:
+    description:
+      - With O(source=build) or O(source=base), the image's app section; a build starts from its parent's and
+        replaces each field given here.
+    type: dict
+    suboptions:
+      exec:
+        description: The command the app runs.
+        type: list
+        elements: str
+      user:
+        description: The user it runs as.
+        type: str
+      group:
+        description: The group it runs as.
+        type: str
+      environment:
+        description: Its environment variables.
+        type: dict
+      working_directory:
+        description: Its working directory.
+        type: str
+      ports:
+        description: The ports it listens on.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: The port's name.
+            type: str
+            required: true
+          port:
+            description: The port number.
+            type: int
+            required: true
+          protocol:
+            description: V(tcp) or V(udp); V(tcp) when omitted.
+            type: str
+          count:
+            description: How many consecutive ports.
+            type: int
+          socket_activated:
+            description: Whether the app expects socket activation.
+            type: bool
+      mount_points:
+        description: Where it expects volumes.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: The mount point's name.
+            type: str
+            required: true
+          path:
+            description: The absolute path in the app.
+            type: str
+            required: true
+          read_only:
+            description: Whether the volume is mounted read-only.
+            type: bool
+            default: false
+  annotations:
+    description:
+      - With O(source=build) or O(source=base), the image's annotations.
+    type: dict
+    default: {}
   allow_http:
     description:
       - Allow an C(http://) O(source). Anyone on the network path could replace the image, so only use it on
@@ -117,6 +305,48 @@ EXAMPLES = r"""
       version: "1.36"
     export_path: /srv/export/busybox.aci
     export_flat: true
+
+- name: Build an application image on a runtime image
+  jetpack.runtime.jetpack_image:
+    name: example.com/shop
+    labels:
+      version: "2.1"
+    source: build
+    build:
+      parent:
+        name: example.com/python
+        labels:
+          version: "3.11"
+      steps:
+        - run: apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
+          environment:
+            DEBIAN_FRONTEND: noninteractive
+        - copy:
+            src: /srv/build/shop.tar.gz
+            dest: /opt/shop.tar.gz
+        - run: [/bin/tar, -C, /opt, -xzf, /opt/shop.tar.gz]
+        - copy:
+            content: "{{ lookup('template', 'shop.ini.j2') }}"
+            dest: /etc/shop.ini
+            mode: "0640"
+            owner: shop
+    app:
+      exec: [/usr/bin/python3, -m, shop]
+      user: shop
+      group: shop
+      ports:
+        - name: http
+          port: 8080
+
+- name: A Debian base image made with debootstrap
+  jetpack.runtime.jetpack_image:
+    name: example.com/debian
+    labels:
+      version: "12"
+    source: base
+    base:
+      debootstrap:
+        suite: bookworm
 
 - name: Remove every version of an image
   jetpack.runtime.jetpack_image:
@@ -186,6 +416,28 @@ image:
       description: The full image manifest.
       type: dict
       sample: {"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/busybox"}
+build:
+  description: The build or base image made, or that check mode would make.
+  returned: when O(source=build) or O(source=base)
+  type: dict
+  contains:
+    key:
+      description: The build key (sha256 of every input); the image carries it as annotation C(jetpack.runtime/build-key).
+      type: str
+      sample: 0c5b1f...
+    parent:
+      description: The parent's image ID (builds only).
+      type: str
+      sample: sha512-3f7c2d0e1b9a...
+    cached:
+      description: Whether an image made from the same inputs was in the store already (nothing ran).
+      type: bool
+      sample: false
+    steps:
+      description: What each step did; a run step's C(output) is the end of what it printed.
+      type: list
+      elements: dict
+      sample: [{"step": 0, "run": ["/bin/sh", "-c", "make"], "rc": 0, "output": "ok"}]
 removed:
   description: IDs of the images removed (or that check mode would remove).
   returned: when O(state=absent)
@@ -217,8 +469,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.common import (
     Changes, argument_spec, open_store, run_module)
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, images
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import NotFound
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, base, build, images
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InvalidInput, NotFound
+
+MADE = ("build", "base")  # values of source that make an image instead of importing one
 
 
 def summary(image):
@@ -233,6 +487,39 @@ def wanted(module):
     labels = appc.normalize_labels(params["labels"] or {})
     image_id = appc.validate_image_id(params["id"], "id") if params["id"] else None
     return name, labels, image_id
+
+
+def make_image(module, store, changes):
+    """source: build or base; returns (image or None in check mode, the build result)."""
+    params = module.params
+    name, labels, image_id = wanted(module)
+    if not name or image_id:
+        raise InvalidInput("source=%s needs name (and labels) for the new image, not id" % params["source"], field="name")
+    if params["source"] == "build":
+        spec = build.BuildSpec(name, params["build"]["parent"], params["build"]["steps"], labels=labels,
+                               app=params["app"], annotations=params["annotations"],
+                               network=params["build"]["network"], allow_setuid=params["allow_setuid"])
+        plan = build.plan(store, spec)
+        image, key, made = build.find_built(store, plan.key), plan.key, {"parent": plan.parent.id}
+        what = "%s from %s (%s) in %d steps" % (name, plan.parent.name, plan.parent.id, len(plan.steps))
+    else:
+        spec = base.BaseSpec(name, params["base"], labels=labels, app=params["app"],
+                             annotations=params["annotations"], allow_setuid=params["allow_setuid"])
+        image, key, _manifest = base.plan(store, spec)
+        made = {}
+        what = "%s from %s" % (name, spec.kind)
+    made.update(key=key, cached=image is not None, steps=[])
+    if image is not None:
+        return image, made
+    if module.check_mode:
+        changes.record("would build %s" % what, exists=True, name=name, labels=labels, build_key=key)
+        return None, made
+    if params["source"] == "build":
+        image, _changed, made["steps"] = build.build(store, spec)
+    else:
+        image = base.make(store, spec)[0]
+    changes.record("built %s (%s) from %s" % (image.name, image.id, what.split(" from ", 1)[1]), **summary(image))
+    return image, made
 
 
 def ensure_present(module, store, changes):
@@ -300,10 +587,16 @@ def work(module):
         removed = ensure_absent(module, store, changes)
         return changes.result(image=None, removed=removed)
     changes = Changes({"exists": False})
-    image = ensure_present(module, store, changes)
+    made = None
+    if params["source"] in MADE:
+        image, made = make_image(module, store, changes)
+    else:
+        image = ensure_present(module, store, changes)
     if not changes.changed:
         changes.before = changes.after = summary(image)
     result = {"image": image.info() if image else None}
+    if made is not None:
+        result["build"] = made
     if params["export_path"]:
         result["export"] = export(module, store, image, changes)
     return changes.result(**result)
@@ -317,6 +610,35 @@ def main():
             id=dict(type="str"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             source=dict(type="str"),
+            build=dict(type="dict", options=dict(
+                parent=dict(type="dict", required=True, options=dict(
+                    id=dict(type="str"), name=dict(type="str"), labels=dict(type="dict"))),
+                steps=dict(type="list", elements="dict", default=[], options=dict(
+                    copy=dict(type="dict", options=dict(
+                        content=dict(type="str"), src=dict(type="path"), dest=dict(type="str", required=True),
+                        mode=dict(type="raw"), owner=dict(type="str"), group=dict(type="str"))),
+                    run=dict(type="raw"),
+                    environment=dict(type="dict"))),
+                network=dict(type="str", default="host", choices=["host", "none"]))),
+            base=dict(type="dict", options=dict(
+                rootfs=dict(type="path"),
+                debootstrap=dict(type="dict", options=dict(
+                    suite=dict(type="str", required=True),
+                    variant=dict(type="str", default="minbase", choices=["minbase", "buildd", "fakechroot"]),
+                    include=dict(type="list", elements="str", default=[]),
+                    mirror=dict(type="str"))),
+                freebsd_base=dict(type="dict", options=dict(
+                    path=dict(type="path"), url=dict(type="str"), manifest=dict(type="str", required=True))))),
+            app=dict(type="dict", options=dict(
+                exec=dict(type="list", elements="str"), user=dict(type="str"), group=dict(type="str"),
+                environment=dict(type="dict"), working_directory=dict(type="str"),
+                ports=dict(type="list", elements="dict", options=dict(
+                    name=dict(type="str", required=True), port=dict(type="int", required=True),
+                    protocol=dict(type="str"), count=dict(type="int"), socket_activated=dict(type="bool"))),
+                mount_points=dict(type="list", elements="dict", options=dict(
+                    name=dict(type="str", required=True), path=dict(type="str", required=True),
+                    read_only=dict(type="bool", default=False))))),
+            annotations=dict(type="dict", default={}),
             allow_http=dict(type="bool", default=False),
             validate_certs=dict(type="bool", default=True),
             allow_setuid=dict(type="bool", default=False),
@@ -325,6 +647,7 @@ def main():
             export_compression=dict(type="str", default="gzip", choices=["gzip", "bzip2", "xz", "none"]),
         ),
         required_one_of=[("name", "id")],
+        required_if=[("source", "build", ["build"]), ("source", "base", ["base"])],
         supports_check_mode=True,
     )
     run_module(module, work)

@@ -19,8 +19,9 @@ def manifest(name, labels=None, **fields):
     return data
 
 
-def make_rootfs(directory, files=None, busybox=False):
-    """A rootfs directory with files {relative path: bytes or str}; busybox adds /bin/busybox + applets."""
+def make_rootfs(directory, files=None, busybox=False, links=None):
+    """A rootfs directory with files {relative path: bytes or str}; busybox adds /bin/busybox + applets;
+    links: symlinks {relative path: target}."""
     os.makedirs(directory, exist_ok=True)
     if busybox:
         os.makedirs(os.path.join(directory, "bin"), exist_ok=True)
@@ -32,13 +33,17 @@ def make_rootfs(directory, files=None, busybox=False):
         os.makedirs(os.path.dirname(full), exist_ok=True)
         with open(full, "wb") as f:
             f.write(content.encode() if isinstance(content, str) else content)
+    for path, target in (links or {}).items():
+        full = os.path.join(directory, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        os.symlink(target, full)
     return directory
 
 
-def make_aci(workdir, image_manifest, files=None, compression="gzip", busybox=False, name="image"):
+def make_aci(workdir, image_manifest, files=None, compression="gzip", busybox=False, name="image", links=None):
     """Write <workdir>/<name>.aci with GNU tar; returns (path, path of the uncompressed tar)."""
     tree = os.path.join(workdir, name + ".tree")
-    make_rootfs(os.path.join(tree, "rootfs"), files, busybox)
+    make_rootfs(os.path.join(tree, "rootfs"), files, busybox, links)
     with open(os.path.join(tree, "manifest"), "w") as f:
         json.dump(image_manifest, f)
     tar = os.path.join(workdir, name + ".tar")

@@ -1191,6 +1191,20 @@ def _sorted_names(fd, parts, selection):
     return sorted(wanted, key=os.fsencode)
 
 
+def tree_entries(rootfs):
+    """(relative path, lstat, symlink target or None) of every entry below rootfs, sorted.
+
+    Depth-first in the writer's order; symlinks are never followed. What builds compare.
+    """
+    root_fd = _open_directory(rootfs)
+    try:
+        for parts, parent, st, _dir_fd in _walk(root_fd):
+            target = os.readlink(parts[-1], dir_fd=parent) if stat.S_ISLNK(st.st_mode) else None
+            yield "/".join(parts), st, target
+    finally:
+        os.close(root_fd)
+
+
 class _PathSelection:
     """A set of relative paths plus their parent directories (directories' content excluded)."""
 
@@ -1211,7 +1225,9 @@ class _PathSelection:
 def apply_path_whitelist(rootfs, whitelist):
     """Remove every non-directory not listed (exact paths, as the appc reference code does).
 
-    Directories are kept. An empty whitelist keeps everything. Symlinks are never followed.
+    Directories are kept, with the times extraction gave them (so that a rendered tree does not
+    depend on when it was rendered). An empty whitelist keeps everything. Symlinks are never
+    followed.
     """
     if not whitelist:
         return
@@ -1220,7 +1236,9 @@ def apply_path_whitelist(rootfs, whitelist):
     try:
         for parts, parent, st, _dir_fd in _walk(root_fd):
             if not stat.S_ISDIR(st.st_mode) and "/" + "/".join(parts) not in keep:
+                times = os.fstat(parent)
                 os.unlink(parts[-1], dir_fd=parent)
+                os.utime(parent, ns=(times.st_atime_ns, times.st_mtime_ns))
     finally:
         os.close(root_fd)
 
@@ -1469,3 +1487,81 @@ def _add_file(tar, name, parent, entry, owner):
         info.size = st.st_size
         _add_xattrs(info, _read_xattrs(fd))
         tar.addfile(info, source)
+
+
+# ================================================================ rootfs tarballs
+
+def write_aci_from_tarball(tarball, manifest_bytes, out_path, *, compression="gzip"):
+    """Write an ACI of a rootfs tarball (plain, gzip, bzip2 or xz) and return its image ID.
+
+    Streams: nothing is extracted on the host. Each member is renamed below `rootfs/` (leading
+    "./" and "/" dropped, hard link targets too), owners kept as numbers, only xattrs kept of its
+    PAX headers; device nodes are left out (extract refuses them). Anything else an import
+    refuses (`..`, links leaving the rootfs) is left for the import to refuse.
+    """
+    if compression not in COMPRESSIONS:
+        raise InvalidInput("compression: %r is not supported; use one of %s"
+                           % (compression, ", ".join(COMPRESSIONS)), "compression")
+    manifest_bytes = bytes(manifest_bytes)
+    appc.parse_image_manifest(manifest_bytes)
+    out_path = os.fspath(out_path)
+    directory, base = os.path.split(os.path.abspath(out_path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix="." + base + ".", suffix=".tmp")
+    try:
+        with open(fd, "wb") as raw:
+            sink = _compressor(raw, compression)
+            try:
+                image_id = _convert_tarball(tarball, sink, manifest_bytes)
+            finally:
+                sink.close()
+            os.fchmod(raw.fileno(), 0o644)
+        os.replace(temporary, out_path)
+    except tarfile.TarError as error:
+        _remove_quietly(temporary)
+        raise ArchiveError("%s is not a readable tar archive (%s); give a rootfs tarball" % (tarball, error)) from None
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+    return image_id
+
+
+def _tarball_name(name):
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    return "" if name in (".", "") else name.rstrip("/")
+
+
+def _convert_tarball(tarball, sink, manifest_bytes):
+    import copy
+    hashing = _HashingWriter(sink)
+    out = tarfile.TarFile(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT,
+                          encoding="utf-8", errors="surrogateescape", copybufsize=CHUNK)
+    manifest = _new_tarinfo("manifest", tarfile.REGTYPE, 0o644, (0, 0), 0, None)
+    manifest.size = len(manifest_bytes)
+    out.addfile(manifest, io.BytesIO(manifest_bytes))
+    root_written = False
+    with tarfile.open(tarball, "r|*", encoding="utf-8", errors="surrogateescape") as source:
+        for member in source:
+            name = _tarball_name(member.name)
+            if member.ischr() or member.isblk() or (not name and root_written):
+                continue
+            if not root_written:
+                root = _new_tarinfo("rootfs", tarfile.DIRTYPE, 0o755, (0, 0), 0, None)
+                if not name and member.isdir():
+                    root.mode, root.uid, root.gid, root.mtime = member.mode, member.uid, member.gid, int(member.mtime)
+                out.addfile(root)
+                root_written = True
+                if not name:
+                    continue
+            entry = copy.copy(member)
+            entry.name = "rootfs/" + name
+            if member.islnk():
+                entry.linkname = "rootfs/" + _tarball_name(member.linkname)
+            entry.uname = entry.gname = ""
+            entry.mtime = int(member.mtime)
+            entry.pax_headers = {k: v for k, v in member.pax_headers.items() if k.startswith(_PAX_XATTR_PREFIX)}
+            out.addfile(entry, source.extractfile(member) if member.isreg() else None)
+    if not root_written:
+        out.addfile(_new_tarinfo("rootfs", tarfile.DIRTYPE, 0o755, (0, 0), 0, None))
+    out.close()
+    return hashing.image_id()

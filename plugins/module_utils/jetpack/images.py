@@ -139,7 +139,7 @@ class ImportRequest:
 
     def __init__(self, source: str, image_id: Optional[str] = None, name: Optional[str] = None,
                  labels: Optional[dict] = None, allow_http: bool = False, validate_certs: bool = True,
-                 allow_setuid: bool = False, limits=None):
+                 allow_setuid: bool = False, limits=None, origin: Optional[dict] = None):
         self.source = source
         self.image_id = image_id
         self.name = name
@@ -148,6 +148,7 @@ class ImportRequest:
         self.validate_certs = validate_certs
         self.allow_setuid = allow_setuid
         self.limits = limits  # an aci.Limits; None: the defaults
+        self.origin = origin  # what image.json records as the source instead of the file (builds)
 
 
 def cached_import(store: Store, request: ImportRequest, images: list) -> Optional[Image]:
@@ -244,11 +245,25 @@ def _import_file(store: Store, request: ImportRequest, path: str, images: list) 
     return image, True
 
 
+def import_made_archive(store: Store, path: str, request: ImportRequest) -> tuple:
+    """Import an archive this host just wrote (a build or a base image); call with the lock held.
+
+    (image, changed): an image with the same ID already in the store is returned unchanged.
+    """
+    images = list_images(store)
+    existing = get_image(store, request.image_id, images) if request.image_id else None
+    if existing:
+        return existing, False
+    return _import_file(store, request, path, images)
+
+
 def _write_files(image_dir: str, result, request: ImportRequest, parents: list) -> None:
     with open(os.path.join(image_dir, MANIFEST), "wb") as f:
         f.write(result.manifest_bytes)
     path = fetch.local_path(request.source)
     source = fetch.file_signature(path) if path else {"location": request.source}
+    if request.origin is not None:
+        source = dict(request.origin)
     write_json(os.path.join(image_dir, RECORD), {
         "id": result.image_id,
         "imported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
