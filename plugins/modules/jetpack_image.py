@@ -57,6 +57,8 @@ options:
       - Plain, gzip, bzip2 and xz archives are accepted.
       - Dependencies named in the image manifest must already be in the store.
       - V(build) builds the image described by O(build); V(base) makes the image described by O(base).
+      - V(discover) fetches the image by O(name) and O(labels) with appc discovery (C(https://<name>?ac-discovery=1))
+        when the store has no matching image; O(allow_http), O(validate_certs) and O(verify_signature) apply.
     type: str
   build:
     description:
@@ -253,6 +255,12 @@ options:
       - Verify the server certificate of an C(https://) O(source).
     type: bool
     default: true
+  verify_signature:
+    description:
+      - With O(source=discover), the image's detached signature (C(.aci.asc)) must be made by a key trusted
+        for its name (M(jetpack.runtime.jetpack_trust)). Set V(false) only for images trusted by other means.
+    type: bool
+    default: true
   allow_setuid:
     description:
       - Keep setuid and setgid bits of files in the archive. They are cleared by default.
@@ -297,6 +305,13 @@ EXAMPLES = r"""
     name: example.com/nginx
     id: sha512-6f2a0e8c0f0e4a6b6d5d3b1e7f8a9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d
     source: https://images.example.com/nginx-1.26-linux-amd64.aci
+
+- name: Fetch a signed image by name with appc discovery
+  jetpack.runtime.jetpack_image:
+    name: example.com/redis
+    labels:
+      version: "7.2"
+    source: discover
 
 - name: Export an image as a flat archive
   jetpack.runtime.jetpack_image:
@@ -469,7 +484,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.common import (
     Changes, argument_spec, open_store, run_module)
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, base, build, images
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, base, build, discovery, images
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InvalidInput, NotFound
 
 MADE = ("build", "base")  # values of source that make an image instead of importing one
@@ -522,8 +537,36 @@ def make_image(module, store, changes):
     return image, made
 
 
+def fetch_by_name(module, store, changes):
+    """source=discover: the store's matching image, else the one appc discovery finds, verified."""
+    params = module.params
+    name, labels, image_id = wanted(module)
+    found = images.find_images(store, name, labels, image_id)
+    if found:
+        return found[-1]
+    with discovery.fetch_image(store, name, labels, allow_http=params["allow_http"],
+                               validate_certs=params["validate_certs"],
+                               verify_signature=params["verify_signature"]) as fetched:
+        request = images.ImportRequest(
+            source=fetched.path, image_id=image_id or fetched.image_id, name=name, labels=labels,
+            allow_setuid=params["allow_setuid"], origin={"location": fetched.url, "signer": fetched.signer})
+        if module.check_mode:
+            image, manifest, new_id = images.plan_import(store, request)
+            if image is None:
+                changes.record("would fetch %s (%s) from %s" % (name, new_id, fetched.url), exists=True,
+                               id=new_id, name=name, labels=appc.normalize_labels(manifest.get("labels", [])))
+            return image
+        image, imported = images.import_image(store, request)
+    if imported:
+        changes.record("fetched %s (%s) from %s, signed by %s" % (
+            name, image.id, fetched.url, fetched.signer or "nobody (verify_signature=false)"), **summary(image))
+    return image
+
+
 def ensure_present(module, store, changes):
     params = module.params
+    if params["source"] == "discover":
+        return fetch_by_name(module, store, changes)
     name, labels, image_id = wanted(module)
     if params["source"]:
         request = images.ImportRequest(
@@ -641,13 +684,14 @@ def main():
             annotations=dict(type="dict", default={}),
             allow_http=dict(type="bool", default=False),
             validate_certs=dict(type="bool", default=True),
+            verify_signature=dict(type="bool", default=True),
             allow_setuid=dict(type="bool", default=False),
             export_path=dict(type="path"),
             export_flat=dict(type="bool", default=False),
             export_compression=dict(type="str", default="gzip", choices=["gzip", "bzip2", "xz", "none"]),
         ),
         required_one_of=[("name", "id")],
-        required_if=[("source", "build", ["build"]), ("source", "base", ["base"])],
+        required_if=[("source", "build", ["build"]), ("source", "base", ["base"]), ("source", "discover", ["name"])],
         supports_check_mode=True,
     )
     run_module(module, work)

@@ -29,11 +29,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class Site:
     """Routes {path with query: (status, headers, body)} served on 127.0.0.1 from a thread."""
 
-    def __init__(self, workdir, tls_names=None):
+    def __init__(self, workdir, tls_names=None, port=0):
         self.routes = {}
         self.requests = []
         self.ca_file = None
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.site = self
         if tls_names:
             self.ca_file, cert, key = make_certificate(str(workdir), tls_names)

@@ -11,7 +11,7 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors imp
     InvalidInput, JetpackError, NotFound)
 from tests.helpers.gpg import Keys
 from tests.helpers.images import make_aci, manifest, sha512_id
-from tests.helpers.store import datasets
+from tests.helpers.store import datasets, stop_zygote
 from tests.helpers.webserver import Site, discovery_page
 
 pytestmark = pytest.mark.integration
@@ -287,3 +287,36 @@ def test_a_name_no_page_knows_is_not_found_and_says_where_it_looked(store, site)
     assert "https://%s/nobody/here?ac-discovery=1 or its parents (all HTTP 4xx)" % HOST in str(unknown.value)
     assert site.requests == ["/nobody/here?ac-discovery=1", "/nobody?ac-discovery=1", "/?ac-discovery=1"]
     assert_nothing_imported(store)
+
+
+# --- the module ---------------------------------------------------------------------------------
+@pytest.mark.ansible
+def test_jetpack_image_source_discover_four_steps(zfs_pool, tmp_path, keys):
+    from tests.ansible.test_modules import run_playbook
+    publisher = keys.new("Playbook Publisher <playbook@localhost>")
+    site = Site(tmp_path, port=80)  # discovery asks http://localhost/... (allow_http)
+    root = "%s/d%s" % (zfs_pool.name, os.urandom(4).hex())
+    mountpoint = os.path.join(str(zfs_pool.base), root.rsplit("/", 1)[1])
+    try:
+        template = "http://localhost/aci/{name}-{version}.{ext}"
+        for name in ("app", "unsigned"):
+            site.add("/%s?ac-discovery=1" % name, discovery_page(("ac-discovery", "localhost/%s %s" % (name, template))),
+                     content_type="text/html")
+        signed, tar = make_aci(str(tmp_path), manifest("localhost/app", {"version": "1.0"}), {"etc/motd": "hi\n"},
+                               name="signed")
+        site.add_file("/aci/localhost/app-1.0.aci", signed)
+        site.add_file("/aci/localhost/app-1.0.aci.asc", publisher.sign(signed))
+        unsigned, _tar = make_aci(str(tmp_path), manifest("localhost/unsigned", {"version": "1.0"}), {},
+                                  name="unsigned")
+        site.add_file("/aci/localhost/unsigned-1.0.aci", unsigned)
+        out = run_playbook("jetpack_image_discover.yml", dict(
+            store_root=root, store_mountpoint=mountpoint, expected_id=sha512_id(tar),
+            key_file=publisher.write_public_key(tmp_path / "key.asc"), key_fingerprint=publisher.fingerprint))
+        assert "failed=0" in out
+        # check mode and the real run each download; once present, neither downloads again
+        assert site.requests.count("/aci/localhost/app-1.0.aci") == 2
+    finally:
+        site.close()
+        stop_zygote(root)
+        if zfs_pool.zfs.exists(root):
+            zfs_pool.zfs.destroy(root, recursive=True)
