@@ -1,7 +1,10 @@
 """The store's inventory: one zfs call, reused under the lock only while nobody else changed the store."""
+import os
+import subprocess
+
 import pytest
 
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import SEALED, Store
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.zfs import Zfs
 
 pytestmark = pytest.mark.integration
@@ -39,3 +42,23 @@ def test_a_read_before_the_lock_is_dropped_when_another_section_ran(store):
     with mine.lock():
         assert list(mine.list_objects("volumes")) == [store.dataset("volumes", "v1")]
     assert calls == ["get", "get"]
+
+
+def test_collecting_tmp_unmounts_what_a_killed_process_left_and_never_deletes_through_it(store, tmp_path):
+    """A killed debootstrap leaves its target's /dev or /proc mounted in the store's tmp: garbage
+    collection must unmount them, not delete the files they show."""
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    (host_dir / "precious").write_text("keep me\n")
+    target = os.path.join(store.tmp_dir(), "base-work", "rootfs", "dev")
+    os.makedirs(target)
+    subprocess.run(["mount", "--bind", str(host_dir), target], check=True)
+    try:
+        assert os.path.exists(os.path.join(target, "precious"))
+        with store.lock():
+            store.collect_garbage("images", SEALED)
+        assert not os.path.ismount(target) and not os.path.exists(os.path.join(store.config.mountpoint, "tmp"))
+        assert (host_dir / "precious").read_text() == "keep me\n"
+    finally:
+        if os.path.ismount(target):
+            subprocess.run(["umount", "-l", target], check=False)

@@ -30,7 +30,7 @@ from typing import Optional
 
 from . import appc, build, fetch, images
 from .errors import ArchiveError, CommandError, InvalidInput, NotFound
-from .store import SEALED, Store
+from .store import SEALED, Store, remove_work_tree
 
 KINDS = ("rootfs", "debootstrap", "freebsd_base")
 APT_SOURCES = ("/etc/apt/sources.list", "/etc/apt/sources.list.d/*.list", "/etc/apt/sources.list.d/*.sources")
@@ -90,7 +90,7 @@ def make(store: Store, spec: BaseSpec) -> tuple:
                                            origin={"location": "base", "kind": spec.kind, "key": key})
             return images.import_made_archive(store, archive, request)
         finally:
-            _remove_work(work)
+            remove_work_tree(work)
 
 
 def base_manifest(spec: BaseSpec) -> dict:
@@ -189,23 +189,6 @@ def _write_archive(store: Store, spec: BaseSpec, manifest: dict, work: str) -> t
         return out, aci.write_aci(target, manifest_bytes, out)
     tarball = _freebsd_base_file(spec.source, work)
     return out, aci.write_aci_from_tarball(tarball, manifest_bytes, out)
-
-
-def _remove_work(work: str) -> None:
-    """Remove a work directory; first unmount what a killed debootstrap may have left mounted in it."""
-    for mountpoint in sorted(_mounts_below(work), reverse=True):
-        subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def _mounts_below(path: str) -> list:
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as f:
-            points = [line.split()[1].replace("\\040", " ") for line in f]
-    except OSError:
-        return []
-    prefix = os.path.realpath(path).rstrip("/") + "/"
-    return [p for p in points if p.startswith(prefix)]
 
 
 # --- debootstrap --------------------------------------------------------------------------------

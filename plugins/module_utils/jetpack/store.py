@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from typing import Optional
 
@@ -235,7 +236,7 @@ class Store:
             if entry not in live:
                 self.remove_directory(os.path.join(section_dir, entry))
                 removed.append(os.path.join(section_dir, entry))
-        shutil.rmtree(os.path.join(self.config.mountpoint, "tmp"), ignore_errors=True)
+        remove_work_tree(os.path.join(self.config.mountpoint, "tmp"))
         return removed
 
     def remove_directory(self, path: str) -> None:
@@ -247,6 +248,25 @@ class Store:
                                        % (os.path.join(dirpath, d), path))
         if os.path.lexists(path):
             shutil.rmtree(path)
+
+
+def remove_work_tree(path: str) -> None:
+    """rm -r a scratch tree; first unmount what a killed process (debootstrap mounts /proc, /sys and
+    /dev/pts in its target) left mounted inside, so removing it never reaches into another filesystem."""
+    for mountpoint in sorted(mounts_below(path), reverse=True):
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def mounts_below(path: str) -> list:
+    """Mount points strictly inside path (Linux /proc/self/mounts; none where it does not exist)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            points = [line.split()[1].replace("\\040", " ") for line in f]
+    except OSError:
+        return []
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    return [p for p in points if p.startswith(prefix)]
 
 
 def listdir(path: str) -> list:
