@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pods_list = commands.add_parser("list", help="list pods")
     pods_list.add_argument("-q", "--quiet", action="store_true", help="names only")
+    pods_list.add_argument("--json", action="store_true", help="every pod as `show` gives it, with its images' labels")
     pods_list.set_defaults(run=cmd_list)
 
     show_pod = commands.add_parser("show", help="show a pod and its apps as JSON")
@@ -84,10 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     logs.set_defaults(run=cmd_logs)
 
     execute = commands.add_parser("exec", help="run a command in an app, as the app runs")
+    _user_arguments(execute)
     execute.add_argument("pod", help="POD or POD:APP")
     execute.add_argument("command", nargs=argparse.REMAINDER)
-    execute.add_argument("--root", action="store_true", help="as root instead of the app's user")
     execute.set_defaults(run=cmd_exec)
+
+    put = commands.add_parser("put", help="write stdin to a file inside an app, as the app's user")
+    _user_arguments(put)
+    put.add_argument("--mode", type=_octal, help="set this mode, e.g. 0644 (default: new files get 0644)")
+    put.add_argument("pod", help="POD or POD:APP")
+    put.add_argument("path", help="absolute path inside the app")
+    put.set_defaults(run=cmd_put)
+
+    get = commands.add_parser("get", help="print a file inside an app, read as the app's user")
+    _user_arguments(get)
+    get.add_argument("pod", help="POD or POD:APP")
+    get.add_argument("path", help="absolute path inside the app")
+    get.set_defaults(run=cmd_get)
 
     console = commands.add_parser("console", help="a root shell in an app")
     console.add_argument("pod", help="POD or POD:APP")
@@ -101,6 +115,22 @@ def _parser() -> argparse.ArgumentParser:
     gc = commands.add_parser("gc", help="remove what interrupted operations left behind")
     gc.set_defaults(run=cmd_gc)
     return parser
+
+
+def _user_arguments(parser) -> None:
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--root", action="store_true", help="as root instead of the app's user")
+    who.add_argument("-u", "--user", help="as this user of the image (name or number) instead of the app's")
+
+
+def _octal(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise argparse.ArgumentTypeError("%r is no octal mode such as 0644" % text)
+    return mode
 
 
 def _store(args) -> Store:
@@ -193,7 +223,11 @@ def _pod_and_app(store: Store, reference: str) -> tuple:
 
 
 def cmd_list(args) -> None:
-    found = pods.list_pods(_store(args))
+    store = _store(args)
+    found = pods.list_pods(store)
+    if args.json:
+        say(json.dumps(_listing(store, found), indent=1, sort_keys=True))
+        return
     if args.quiet:
         say("\n".join(pod.name for pod in found))
         return
@@ -203,6 +237,18 @@ def cmd_list(args) -> None:
     width = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         say("%-*s  %-*s  %-*s  %s" % (width[0], row[0], width[1], row[1], width[2], row[2], row[3]))
+
+
+def _listing(store: Store, found: list) -> list:
+    """pod.info() of each pod, each app with its image's labels (the inventory groups by them)."""
+    labels = {image.id: image.labels for image in images.list_images(store)}
+    listing = []
+    for pod in found:
+        info = pod.info()
+        for app in info["apps"]:
+            app["image_labels"] = labels.get(app["image_id"], {})
+        listing.append(info)
+    return listing
 
 
 def cmd_show(args) -> None:
@@ -240,24 +286,56 @@ def cmd_exec(args) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise InvalidInput("give the command to run: jetpack exec POD[:APP] -- COMMAND...")
-    return _run_in(args, command, as_root=args.root)
+    return _run_in(args, command)
 
 
 def cmd_console(args) -> int:
-    return _run_in(args, ["/bin/sh", "-l"], as_root=True)
+    args.root, args.user = True, None
+    return _run_in(args, ["/bin/sh", "-l"])
 
 
-def _run_in(args, argv, as_root) -> int:
+def _run_in(args, argv) -> int:
     """Run argv in a running pod's app with this terminal; its exit status becomes ours."""
-    from . import engines, execution
+    from . import execution
+    engine, pod, context, app = _running_app(args)
+    pid = execution.spawn(engine, pod.record, context, app, argv, as_root=args.root, stdin=0, stdout=1, stderr=2)
+    _pid, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code  # killed by a signal: as a shell reports it
+
+
+def cmd_put(args) -> None:
+    from . import transfer
+    engine, pod, context, app = _running_app(args)
+    transfer.put(engine, pod.record, context, app, args.path, 0, as_root=args.root, mode=args.mode)
+
+
+def cmd_get(args) -> None:
+    from . import transfer
+    engine, pod, context, app = _running_app(args)
+    sys.stdout.flush()
+    transfer.get(engine, pod.record, context, app, args.path, 1, as_root=args.root)
+
+
+def _running_app(args) -> tuple:
+    """(engine, pod, context, app) for args.pod, the app as args.user or args.root runs in it."""
+    from . import engines
     pod, app = _pod_and_app(_store(args), args.pod)
     if not pod.running():
         raise JetpackError("pod %s is not running; start it with `jetpack start %s`" % (pod.name, pod.name))
-    context = read_json(pod.run_file("context.json"))
-    pid = execution.spawn(engines.for_host(), pod.record, context, app, argv, as_root=as_root,
-                          stdin=0, stdout=1, stderr=2)
-    _pid, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return engines.for_host(), pod, read_json(pod.run_file("context.json")), _as_user(app, args.user, args.root)
+
+
+def _as_user(app: dict, user, as_root: bool) -> dict:
+    """The app as it runs, as `user` (its passwd entry's group and groups) when given, and with HOME
+    the user's home in the image unless the app sets HOME: what a shell and Ansible expect."""
+    from . import execution
+    if user:
+        app = dict(app, user=user, group="", supplementary_gids=[])
+    uid = 0 if as_root else execution.resolve_credentials(app).uid
+    environment = dict(app.get("environment") or {})
+    environment.setdefault("HOME", execution.home_directory(app["rootfs"], uid))
+    return dict(app, environment=environment)
 
 
 def cmd_start(args) -> None:

@@ -190,6 +190,18 @@ class Accounts:
             raise InvalidInput("%s: %s" % (path, describe(error))) from None
 
 
+def home_directory(rootfs: str, uid: int) -> str:
+    """The home of uid in the rootfs's own /etc/passwd (its first entry); "/" when there is none."""
+    try:
+        text = read_in_rootfs(rootfs, "/etc/passwd")
+    except (OSError, InvalidInput):
+        return "/"
+    for fields in _records(text, 7):
+        if fields[2] == str(uid) and fields[5].startswith("/"):
+            return fields[5]
+    return "/"
+
+
 def resolve_credentials(app: dict) -> Credentials:
     """uid, gid and supplementary groups of an app, from its own rootfs."""
     accounts = Accounts(app["rootfs"])
@@ -294,12 +306,16 @@ def close_other_fds(keep) -> None:
 
 
 def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = False,
-          stdout=None, stderr=None, stdin=None) -> int:
+          stdout=None, stderr=None, stdin=None, action=None) -> int:
     """Start argv (default: the app's exec) in an app of a running pod; its host pid once exec'd.
 
     app: an entry of record["apps"] or its name. stdin/stdout/stderr: fds (default /dev/null).
     The caller reaps the pid; on engines that fork after attach (Linux) it is made a child
     subreaper so that the app is its child.
+
+    action: a function the child calls instead of execve, once it is the app (in the pod, in the
+    rootfs, with the app's credentials); the child exits 0 when it returns. Until then an error
+    it raises is reported as any error before execve, so spawn() returns when the action is done.
     """
     app = _find_app(record, app)
     argv = list(app["exec"] if argv is None else argv)
@@ -317,7 +333,7 @@ def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = F
     pid = os.fork()
     if pid == 0:
         _child(engine, record, context, app, argv, environment, credentials, (stdin, stdout, stderr), write_end,
-               pid_write)
+               pid_write, action)
     os.close(write_end)
     try:
         app_pid = pid
@@ -366,7 +382,8 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _child(engine, record, context, app, argv, environment, credentials, fds, report, pid_report) -> None:
+def _child(engine, record, context, app, argv, environment, credentials, fds, report, pid_report,
+           action=None) -> None:
     """The forked child: enter the pod (then fork again when pid_report is given), become the app.
     Never returns."""
     try:
@@ -381,7 +398,7 @@ def _child(engine, record, context, app, argv, environment, credentials, fds, re
                 os.write(pid_report, b"%d" % pid)
                 os._exit(0)
             os.close(pid_report)
-        _become_app(app, argv, environment, credentials, stdio)
+        _become_app(app, argv, environment, credentials, stdio, action)
     except BaseException as error:  # noqa: B902 - the parent must hear about anything
         with contextlib.suppress(BaseException):
             os.write(report, describe(error).encode("utf-8", "replace"))
@@ -389,7 +406,7 @@ def _child(engine, record, context, app, argv, environment, credentials, fds, re
         os._exit(127)
 
 
-def _become_app(app, argv, environment, credentials, stdio) -> None:
+def _become_app(app, argv, environment, credentials, stdio, action=None) -> None:
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)  # inheritable
     default_signals()
@@ -407,6 +424,9 @@ def _become_app(app, argv, environment, credentials, stdio) -> None:
     except OSError as error:
         raise JetpackError("cannot switch to uid %d, gid %d, groups %s: %s"
                            % (credentials.uid, credentials.gid, list(credentials.groups), error.strerror)) from None
+    if action is not None:
+        action()
+        os._exit(0)
     _execute(argv, environment)
 
 
