@@ -15,6 +15,7 @@ import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import install
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
+from tests.conftest import unavailable
 from tests.helpers import ansible_pod
 from tests.helpers.sshd import Sshd
 from tests.helpers.store import stop_zygote
@@ -134,7 +135,7 @@ def test_a_planted_symlink_cannot_make_copy_write_outside_the_pod(pod, store, je
 
 def test_remote_pod_host_over_ssh(pod, store, jetpack_command, tmp_path):
     if not shutil.which("sshd") and not os.path.exists("/usr/sbin/sshd"):
-        pytest.skip("needs openssh-server (scripts/setup installs it)")
+        unavailable("needs openssh-server (scripts/setup installs it)")
     with Sshd(tmp_path / "sshd") as sshd:
         path = inventory(tmp_path, store, jetpack_command, ansible_jetpack_pod_host="127.0.0.1",
                          ansible_jetpack_pod_host_user="root", ansible_jetpack_pod_host_port=sshd.port,

@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import install
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
+from tests.conftest import unavailable
 from tests.helpers import ansible_pod
 from tests.helpers.sshd import SSHD, Sshd
 from tests.helpers.store import stop_zygote
@@ -131,7 +132,7 @@ def test_runtime_values_are_never_templated_and_hosts_are_reachable(pods, store,
 
 def test_a_pod_host_over_ssh(pods, store, jetpack_command, tmp_path):
     if not os.path.exists(SSHD):
-        pytest.skip("needs openssh-server (scripts/setup installs it)")
+        unavailable("needs openssh-server (scripts/setup installs it)")
     with Sshd(tmp_path / "sshd") as sshd:
         config = write_config(tmp_path, store, jetpack_command, hosts=["127.0.0.1"], ssh_user="root",
                               ssh_port=sshd.port, ssh_private_key_file=sshd.client_key,
