@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import engines, images, install, pods
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import engines, fetch, images, install, pods
 from tests.helpers.images import make_aci, manifest
 
 pytestmark = pytest.mark.integration
@@ -155,3 +155,43 @@ def jetpack_argv(store, *args):
 
 def core_env():
     return dict(os.environ, PYTHONPATH=CORE)
+
+
+def test_import_over_http_shows_progress(store, tmp_path):
+    from tests.helpers.webserver import Site
+    path, _tar = make_aci(str(tmp_path), manifest("example.com/progress", {"os": "linux"}), {"etc/motd": os.urandom(1 << 20).hex()})
+    site = Site(tmp_path)
+    try:
+        site.add_file("/progress.aci", path)
+        url = "http://127.0.0.1:%d/progress.aci" % site.port
+        refused = jetpack(store, "import", url, "--progress", check=False)
+        assert refused.returncode != 0 and "allow_http" in refused.stderr
+        shown = jetpack(store, "import", url, "--allow-http", "--progress")
+        assert "example.com/progress" in shown.stdout
+        size = os.path.getsize(path)
+        lines = shown.stderr.split()  # text mode reads each \r redraw as a line of its own
+        assert shown.stderr.endswith(fetch.progress_text(url, size, size) + "\033[K\n") and "of" in lines
+        quiet = jetpack(store, "import", url, "--allow-http")  # stderr is no terminal: no progress
+        assert "(already present)" in quiet.stdout and quiet.stderr == ""
+    finally:
+        site.close()
+
+
+def test_fetch_by_name_refuses_an_unsigned_image_unless_told(store, tmp_path):
+    from tests.helpers.webserver import Site, discovery_page
+    site = Site(tmp_path, port=80)  # discovery asks http://localhost/... (--allow-http)
+    try:
+        site.add("/tool?ac-discovery=1", discovery_page(
+            ("ac-discovery", "localhost/tool http://localhost/{name}-{version}.{ext}")), content_type="text/html")
+        path, _tar = make_aci(str(tmp_path), manifest("localhost/tool", {"version": "2"}), {"etc/motd": "tool\n"})
+        site.add_file("/localhost/tool-2.aci", path)
+        refused = jetpack(store, "fetch", "localhost/tool:2", "--allow-http", check=False)
+        assert refused.returncode != 0 and "no key is trusted to sign localhost/tool" in refused.stderr
+        assert images.list_images(store) == []
+        fetched = jetpack(store, "fetch", "localhost/tool:2", "--allow-http", "--no-verify")
+        assert "localhost/tool, signed by nobody" in fetched.stdout
+        assert [i.name for i in images.list_images(store)] == ["localhost/tool"]
+        again = jetpack(store, "fetch", "localhost/tool:2", "--allow-http")
+        assert "(already present)" in again.stdout
+    finally:
+        site.close()

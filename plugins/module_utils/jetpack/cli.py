@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from . import aci, appc, images, pods
+from . import aci, appc, discovery, fetch, images, pods
 from .errors import InvalidInput, JetpackError, NotFound
 from .store import READY, SEALED, Store, read_json, resolve_config
 
@@ -49,7 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     importing.add_argument("--id", help="expected image ID")
     importing.add_argument("--allow-http", action="store_true")
     importing.add_argument("--allow-setuid", action="store_true")
+    _progress_argument(importing)
     importing.set_defaults(run=cmd_import)
+
+    fetching = commands.add_parser("fetch", help="find an image by name (appc discovery), verify its signature, import it")
+    fetching.add_argument("image", help="name[:version][,label=value...]")
+    fetching.add_argument("--allow-http", action="store_true", help="allow plain http discovery and downloads")
+    fetching.add_argument("--no-verify", action="store_true",
+                          help="import without a signature from a trusted key (see jetpack_trust)")
+    _progress_argument(fetching)
+    fetching.set_defaults(run=cmd_fetch)
 
     export = commands.add_parser("export", help="write an image as an ACI")
     export.add_argument("image")
@@ -170,9 +179,45 @@ def cmd_show_image(args) -> None:
 
 def cmd_import(args) -> None:
     request = images.ImportRequest(source=args.source, image_id=args.id, allow_http=args.allow_http,
-                                   allow_setuid=args.allow_setuid)
+                                   allow_setuid=args.allow_setuid, progress=_progress_printer(args))
     image, changed = images.import_image(_store(args), request)
     say("%s %s%s" % (image.id, image.name, "" if changed else " (already present)"))
+
+
+def cmd_fetch(args) -> None:
+    store = _store(args)
+    name, labels = appc.parse_image_ref(args.image)
+    found = images.find_images(store, name, labels)
+    if found:
+        say("%s %s (already present)" % (found[-1].id, found[-1].name))
+        return
+    with discovery.fetch_image(store, name, labels, allow_http=args.allow_http, verify_signature=not args.no_verify,
+                               progress=_progress_printer(args)) as fetched:
+        image, changed = images.import_image(store, images.ImportRequest(
+            source=fetched.path, image_id=fetched.image_id, name=name, labels=labels,
+            origin={"location": fetched.url, "signer": fetched.signer}))
+    say("%s %s%s, signed by %s" % (image.id, image.name, "" if changed else " (already present)",
+                                   fetched.signer or "nobody (--no-verify)"))
+
+
+def _progress_argument(parser) -> None:
+    parser.add_argument("--progress", action="store_true", default=None,
+                        help="show download progress on stderr (the default when stderr is a terminal)")
+
+
+def _progress_printer(args):
+    """A progress callback redrawing one stderr line at most 5 times a second; None when not wanted."""
+    if not (args.progress or (args.progress is None and sys.stderr.isatty())):
+        return None
+    last = [0.0]
+
+    def show(url, done, total):
+        finished = total is not None and done >= total
+        if finished or time.monotonic() - last[0] >= 0.2:
+            last[0] = time.monotonic()
+            sys.stderr.write("\r%s\033[K%s" % (fetch.progress_text(url, done, total), "\n" if finished else ""))
+            sys.stderr.flush()
+    return show
 
 
 def cmd_export(args) -> None:

@@ -139,7 +139,7 @@ class ImportRequest:
 
     def __init__(self, source: str, image_id: Optional[str] = None, name: Optional[str] = None,
                  labels: Optional[dict] = None, allow_http: bool = False, validate_certs: bool = True,
-                 allow_setuid: bool = False, limits=None, origin: Optional[dict] = None):
+                 allow_setuid: bool = False, limits=None, origin: Optional[dict] = None, progress=None):
         self.source = source
         self.image_id = image_id
         self.name = name
@@ -149,6 +149,7 @@ class ImportRequest:
         self.allow_setuid = allow_setuid
         self.limits = limits  # an aci.Limits; None: the defaults
         self.origin = origin  # what image.json records as the source instead of the file (builds)
+        self.progress = progress  # progress(url, done, total) while downloading; see fetch.Client.download
 
 
 def cached_import(store: Store, request: ImportRequest, images: list) -> Optional[Image]:
@@ -297,7 +298,7 @@ def _source_file(store: Store, request: ImportRequest, persistent: bool):
         yield path
         return
     directory = store.tmp_dir() if persistent else tempfile.gettempdir()
-    path = fetch.download(request.source, directory, request.validate_certs)
+    path = fetch.download(request.source, directory, request.validate_certs, progress=request.progress)
     try:
         yield path
     finally:
