@@ -4,7 +4,7 @@ import os
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
-from tests.ansible.test_modules import run_playbook, store_vars  # noqa: F401 - store_vars is a fixture
+from tests.ansible.test_modules import run_playbook
 from tests.helpers.images import make_rootfs
 
 pytestmark = [pytest.mark.ansible, pytest.mark.integration]

@@ -3,13 +3,11 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
 from tests.helpers.images import make_aci, manifest, sha512_id
-from tests.helpers.store import stop_zygote
 
 pytestmark = [pytest.mark.ansible, pytest.mark.integration]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,16 +23,6 @@ def run_playbook(name, extra_vars):
                            "-e", json.dumps(extra_vars)], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return proc.stdout
-
-
-@pytest.fixture
-def store_vars(zfs_pool):
-    key = "a" + uuid.uuid4().hex[:8]
-    root = "%s/%s" % (zfs_pool.name, key)
-    yield {"store_root": root, "store_mountpoint": os.path.join(str(zfs_pool.base), key)}
-    stop_zygote(root)
-    if zfs_pool.zfs.exists(root):
-        zfs_pool.zfs.destroy(root, recursive=True)
 
 
 def test_jetpack_image_four_steps(store_vars, tmp_path):

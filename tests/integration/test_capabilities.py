@@ -65,7 +65,7 @@ def test_default_set_alone_without_isolators():
 def test_a_removed_capability_is_really_refused(tmp_path):
     target = tmp_path / "file"
     target.write_text("x")
-    allowed, _ = run_with(C.compute({}, uid=0), ["/bin/chown", "1", str(target)])
+    allowed, _output = run_with(C.compute({}, uid=0), ["/bin/chown", "1", str(target)])
     assert allowed == 0 and os.stat(target).st_uid == 1
     refused, output = run_with(C.compute({"capabilities": {"remove": ["CAP_CHOWN"]}}, uid=0),
                                ["/bin/chown", "2", str(target)])

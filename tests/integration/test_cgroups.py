@@ -106,7 +106,7 @@ def in_cgroup(cgroup, body, leaf=None) -> int:
 
 
 def allocate_200_mib() -> int:
-    chunks = [bytes([7]) * MIB for _ in range(200)]  # written, so really resident
+    chunks = [bytes([7]) * MIB for _chunk in range(200)]  # written, so really resident
     return 0 if len(chunks) == 200 else 2
 
 
@@ -150,7 +150,7 @@ def test_pids_limit_refuses_fork(pod):
     pod.create({"processes": 3})
 
     def fork_until_refused():
-        for _ in range(10):
+        for _attempt in range(10):
             try:
                 if os.fork() == 0:
                     signal.pause()  # the cgroup's removal kills these

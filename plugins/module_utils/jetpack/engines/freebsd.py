@@ -941,4 +941,4 @@ def _network_error(error: CommandError) -> CommandError:
     """A failed `jail -c` of a pod on networks: freebsd_network's reading when it has a specific
     one (an epair that could not be moved in, an address already there), else error."""
     specific = freebsd_network.error_for(error.argv, error.rc, error.stdout, error.stderr)
-    return specific if type(specific) is not CommandError else error
+    return error if specific.__class__ is CommandError else specific
