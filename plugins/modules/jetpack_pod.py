@@ -156,14 +156,26 @@ options:
   networks:
     description:
       - The networks the pod joins, by name (see M(jetpack.runtime.jetpack_network)), each a name or a dict with
-        C(name) and a fixed C(address); or V(host) (the host's network stack) or V(none) (loopback only).
-      - Every pod on a network resolves every other pod on it by its pod name.
-      - Defaults to V(none) in this release.
+        C(name) and a fixed C(address); the network V(default) (172.23.0.0/16, NAT) exists without being declared.
+        The pod gets an address on each (its first network routes), leased until the pod is removed; a fixed
+        C(address) that is taken is refused and nothing is made.
+      - Every pod on a network resolves every other pod on it, and itself, by its pod name (C(/etc/hosts)).
+      - V(none) alone, the default when O(networks) is omitted, gives the pod its own loopback only. It is the
+        default because a pod then gets no network access it was not given, and creating it changes nothing on
+        the host's network (no bridge, rule or forwarding). Give V(default) to join the default network.
+      - V(host) alone shares the host's network stack (Linux only, without O(ports)). The pod's apps listen on the
+        host's addresses and ports and reach everything the host reaches, abstract unix sockets included, and as
+        root in the pod they can change the host's network settings. Its C(/etc/hosts) names only the pod itself
+        (127.0.1.1). Use it for trusted pods only.
+      - FreeBSD pods refuse O(networks) other than V(none) in this release.
     type: list
     elements: raw
   ports:
     description:
-      - Ports published on the host, forwarded to the pod's address.
+      - Ports published on the host, forwarded to the pod's address on its first network; refused for a pod on
+        V(none) or V(host).
+      - On Linux they answer from other hosts and from the host itself (its addresses and 127.0.0.1, not
+        C([::1])).
     type: list
     elements: dict
     default: []
@@ -185,7 +197,8 @@ options:
         type: str
   dns:
     description:
-      - The apps' C(/etc/resolv.conf); the host's when omitted.
+      - The apps' C(/etc/resolv.conf) for a pod on networks or on V(host); the host's when omitted. A pod on
+        V(none) keeps its images' own.
     type: dict
     suboptions:
       nameservers:

@@ -1,7 +1,8 @@
 """Pod networks on the real kernel (engines/linux_network.py): bridges, veth pairs, nftables, sysctls.
 
 Needs root, ip(8), nft(8), nsenter(1) and unshare(1). Everything happens in network namespaces the
-tests create, so the machine's own interfaces, ruleset and sysctls are never touched:
+tests create (tests/helpers/netlab.py), so the machine's own interfaces, ruleset and sysctls are
+never touched:
 
 - `lab.host`: a fresh namespace that this process enters (setns) for the duration of one test; it
   stands for the host: bridges, the nftables table and the forwarding sysctls are created there;
@@ -15,187 +16,28 @@ Connections use timeouts so that nothing hangs; no assertion is about speed.
 import ipaddress
 import json
 import os
-import secrets
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import linux_network as net
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines.linux import CLONE_NEWNET, setns
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import (
     AlreadyExists, CommandError, InUse, InvalidInput, NotFound)
+from tests.helpers.netlab import (DROPPED, HOST_LINK, HOST_LINK6, OTHER, OTHER6, entered_lab, link_names, need,
+                                  netns_names, nft_tables, sh)
 
 pytestmark = pytest.mark.integration
 
 A = {"name": "ta", "bridge": "jpt-a", "subnet": "10.231.1.0/24", "gateway": "10.231.1.1",
      "subnet6": "fd31:231:1::/64", "gateway6": "fd31:231:1::1", "nat": True}
 B = {"name": "tb", "bridge": "jpt-b", "subnet": "10.231.2.0/24", "gateway": "10.231.2.1", "nat": False}
-HOST_LINK, OTHER = "10.232.1.1", "10.232.1.2"          # host and other machine on their link
-HOST_LINK6, OTHER6 = "fd31:232:1::1", "fd31:232:1::2"
-TIMEOUT = 5.0       # a connection that must work
-DROPPED = 1.5       # a connection that must not (dropped packets: it times out)
-
-SERVER = r"""
-import socket, sys
-host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-if ":" in host:
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind((host, port))
-s.listen(16)
-print("ready", flush=True)
-while True:
-    c, peer = s.accept()
-    with c:
-        c.sendall(("%s %s\n" % (peer[0].replace("::ffff:", ""), name)).encode())
-"""
-
-CLIENT = r"""
-import socket, sys
-host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-try:
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.settimeout(timeout)
-        print(s.makefile().readline().strip())
-except OSError as e:
-    print("error " + type(e).__name__)
-"""
-
-
-def _need(condition, reason):
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the Linux network tests: " + reason)
-        pytest.skip(reason)
-
-
-def sh(*argv, input=None, check=True):
-    return subprocess.run(list(argv), input=input, capture_output=True, text=True, check=check)
-
-
-def netns_names():
-    return {line.split()[0] for line in sh("ip", "netns", "list").stdout.splitlines() if line.strip()}
-
-
-def link_names():
-    return [link["ifname"] for link in json.loads(sh("ip", "-j", "link").stdout)]
-
-
-def nft_tables():
-    return sh("nft", "list", "tables").stdout.strip()
-
-
-class Lab:
-    """The namespaces, processes and servers of one test; close() removes all of them."""
-
-    def __init__(self, host_name):
-        self.host_name = host_name
-        self.names = [host_name]       # `ip netns add` names, deleted at the end
-        self.procs = []                # pods and servers, killed at the end
-
-    # --- pods ----------------------------------------------------------------------------
-    def pod(self):
-        """A process in a new network namespace with lo up, as the pod holder is."""
-        proc = subprocess.Popen(["unshare", "--net", "--", "sleep", "600"])
-        self.procs.append(proc)
-        ours = os.readlink("/proc/thread-self/ns/net")
-        for _attempt in range(5000):
-            if os.readlink("/proc/%d/ns/net" % proc.pid) != ours:
-                break
-            time.sleep(0.001)
-        else:
-            pytest.fail("unshare --net did not give the pod its own network namespace")
-        sh(*self.inside(proc.pid, ["ip", "link", "set", "lo", "up"]))
-        return proc.pid
-
-    def stop(self, pid):
-        proc = next(p for p in self.procs if p.pid == pid)
-        proc.kill()
-        proc.wait()
-
-    # --- the other machine ---------------------------------------------------------------
-    def other(self):
-        """A namespace linked to the host by a veth: host side 10.232.1.1, other side 10.232.1.2."""
-        name = "jpt-o" + secrets.token_hex(4)
-        sh("ip", "netns", "add", name)
-        self.names.append(name)
-        sh("ip", "link", "add", "name", "jpt-link", "type", "veth", "peer", "name", "eth0", "netns", name)
-        for argv in (["addr", "add", HOST_LINK + "/24", "dev", "jpt-link"],
-                     ["addr", "add", HOST_LINK6 + "/64", "dev", "jpt-link", "nodad"],
-                     ["link", "set", "jpt-link", "up"]):
-            sh("ip", *argv)
-        path = "/run/netns/" + name
-        for argv in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", OTHER + "/24", "dev", "eth0"],
-                     ["ip", "addr", "add", OTHER6 + "/64", "dev", "eth0", "nodad"],
-                     ["ip", "link", "set", "eth0", "up"]):
-            sh(*self.inside(path, argv))
-        return path
-
-    # --- running things ------------------------------------------------------------------
-    @staticmethod
-    def inside(where, argv):
-        """argv run in a pod (a pid), a named namespace (a path), or the host (None)."""
-        if where is None:
-            return list(argv)
-        path = "/proc/%d/ns/net" % where if isinstance(where, int) else where
-        return ["nsenter", "--net=" + path, "--"] + list(argv)
-
-    def server(self, where, port, name, host="::"):
-        """A TCP server answering "<client address> <name>"; returns once it listens."""
-        proc = subprocess.Popen(self.inside(where, [sys.executable, "-c", SERVER, host, str(port), name]),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(proc)
-        line = proc.stdout.readline().strip()
-        assert line == "ready", "server %s did not start: %s" % (name, proc.stderr.read() if not line else line)
-
-    def connect(self, where, address, port, timeout=TIMEOUT):
-        """The server's answer ("<client address> <name>") or "error <exception>", from `where`."""
-        argv = self.inside(where, [sys.executable, "-c", CLIENT, address, str(port), str(timeout)])
-        return sh(*argv).stdout.strip()
-
-    def close(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream:
-                    stream.close()
 
 
 @pytest.fixture
 def lab():
-    _need(os.geteuid() == 0, "needs root")
-    missing = [tool for tool in ("ip", "nft", "nsenter", "unshare") if not shutil.which(tool)]
-    _need(not missing, "needs %s" % ", ".join(missing))
-    name = "jpt-h" + secrets.token_hex(4)
-    sh("ip", "netns", "add", name)
-    ours = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    lab = Lab(name)
-    try:
-        host = os.open("/run/netns/" + name, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            setns(host, CLONE_NEWNET)
-        finally:
-            os.close(host)
-        try:
-            sh("ip", "link", "set", "lo", "up")
-            yield lab
-        finally:
-            lab.close()
-            setns(ours, CLONE_NEWNET)
-    finally:
-        os.close(ours)
-        for ns in lab.names:
-            sh("ip", "netns", "del", ns, check=False)
-    left = netns_names() & set(lab.names)
-    assert not left, "test namespaces left behind: %s" % left
+    with entered_lab() as lab:
+        yield lab
 
 
 def port(host_port, pod_port, address, pod, **extra):
@@ -423,6 +265,51 @@ def test_removing_everything_leaves_nothing(lab):
     assert not again["bridge_removed"] and again["table_removed"] and again["forwarding"] == []
 
 
+def test_sync_host_reads_twice_when_all_is_in_place_and_repairs_what_is_not(lab, monkeypatch):
+    ports = [port(8080, 80, "10.231.1.2", "web", address6="fd31:231:1::2")]
+    first = net.sync_host([A, B], ports, [])
+    assert first["created"] == ["jpt-a", "jpt-b"] and first["table"] == "replaced"
+
+    def picture():
+        """The bridges as `ip addr` shows them but for their index; the rules but for the table's comment
+        (it records the forwarding jetpack turned on, and goes with the table)."""
+        rules = [line for line in sh("nft", "list", "ruleset").stdout.splitlines() if not line.startswith('\tcomment "')]
+        return [sh("ip", "addr", "show", "dev", bridge).stdout.split(":", 1)[1] for bridge in ("jpt-a", "jpt-b")] + rules
+    before = picture()
+    ran = []
+    real_run = net.run
+    monkeypatch.setattr(net, "run", lambda argv, **kw: ran.append(argv) or real_run(argv, **kw))
+    again = net.sync_host([B, A], ports, [])
+    assert ran == [net.argv_bridges_show(), net.argv_nft_list_table()]
+    assert again == {"created": [], "removed": [], "forwarding_enabled": [], "table": "unchanged"}
+    # What a reboot, a firewall reload or a hand on the host undoes, the next sync makes again.
+    sh("ip", "link", "del", "jpt-b")
+    sh("ip", "addr", "del", "10.231.1.1/24", "dev", "jpt-a")
+    sh("ip", "link", "set", "jpt-a", "down")
+    sh("nft", "delete", "table", "inet", "jetpack")
+    repaired = net.sync_host([A, B], ports, [])
+    assert repaired["created"] == ["jpt-b"] and repaired["table"] == "replaced"
+    assert picture() == before
+    # The networks no pod uses lose their bridge; the table goes with the last one.
+    assert net.sync_host([A], [], [B])["removed"] == ["jpt-b"]
+    assert "jpt-b" not in link_names() and "jpt-b" not in sh("nft", "list", "table", "inet", "jetpack").stdout
+    assert net.sync_host([], [], [A, B]) == {"created": [], "removed": ["jpt-a"], "forwarding_enabled": [],
+                                             "table": "removed"}
+    assert link_names() == ["lo"] and nft_tables() == ""
+
+
+def test_sync_host_refuses_bad_input_and_leaves_others_bridges_alone(lab):
+    with pytest.raises(InvalidInput, match="in no network given"):
+        net.sync_host([A], [port(8080, 80, "10.231.9.2", "web")], [])
+    assert link_names() == ["lo"] and nft_tables() == ""
+    sh("ip", "link", "add", "name", "jpt-b", "type", "bridge")  # named as network tb's, but not marked ours
+    assert net.sync_host([], [], [B]) == {"created": [], "removed": [], "forwarding_enabled": [],
+                                          "table": "unchanged"}
+    assert "jpt-b" in link_names()
+    with pytest.raises(AlreadyExists, match="jpt-b exists and is not network tb's bridge"):
+        net.sync_host([B], [], [])
+
+
 def test_forwarding_is_reported_and_left_on_by_default(lab):
     for key in net.FORWARDING.values():
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
@@ -488,6 +375,6 @@ def test_host_addresses_in_use(lab):
 
 
 def test_no_test_namespace_or_interface_is_left_on_the_machine():
-    _need(os.geteuid() == 0, "needs root")
+    need(os.geteuid() == 0, "needs root")
     assert not [name for name in netns_names() if name.startswith("jpt-")]
     assert not [name for name in link_names() if name.startswith(("jpt", "jpv"))]

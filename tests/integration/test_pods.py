@@ -1,6 +1,5 @@
 """Pods end to end on the Linux engine over a real zfs-fuse store: prepare, run, replace, recover."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -9,8 +8,8 @@ import time
 import ansible_collections
 import pytest
 
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import engines, images, network, pods, volumes
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import AlreadyExists, InUse, InvalidInput, NotFound
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import engines, images, pods, volumes
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InUse, InvalidInput, NotFound
 from tests.helpers.images import make_aci, manifest
 
 pytestmark = pytest.mark.integration
@@ -248,52 +247,3 @@ def test_two_apps_share_an_empty_volume_and_handlers_run_in_order(store, engine,
             order = f.read().split()
         pods.destroy(pod, engine)
     assert order == ["pre-start", "started", "post-stop"]
-
-
-@pytest.fixture
-def test_network(store):
-    net = network.normalize("jpt", "10.233.0.0/24")
-    network.declare(store, net)
-    yield net
-    for pod in pods.list_pods(store):
-        pods.destroy(pod, engines.for_host())
-    links = subprocess.run(["ip", "-o", "link", "show", "jp-jpt"], capture_output=True, check=False)
-    assert links.returncode != 0, "the network's bridge outlived its last pod"
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
-    assert "jetpack" not in tables, "the collection's nftables table outlived its last network"
-
-
-def test_pods_on_a_network_talk_by_name_and_publish_ports(store, engine, busybox, test_network):
-    older = run_pod(store, engine, {
-        "name": "server", "networks": ["jpt"], "ports": [{"host_port": 18080, "pod_port": 8080}],
-        "apps": [busybox_app("srv", "echo hello-by-name > /www/index.html; exec httpd -f -p 8080 -h /www")]})
-    newer = run_pod(store, engine, {
-        "name": "client", "networks": ["jpt"],
-        "apps": [busybox_app("c", "sleep 0.5; wget -qO /out/got http://server:8080/; exec sleep 600",
-                             mounts=[{"volume": "out", "path": "/out"}])],
-        "volumes": [{"name": "out", "kind": "empty"}]})
-    assert wait_for_file(os.path.join(volume_path(newer, "out"), "got")) == "hello-by-name\n"
-    with open(os.path.join(older.record["apps"][0]["rootfs"], "etc", "hosts")) as f:
-        hosts = f.read()
-    assert "server" in hosts and "client" in hosts  # the older pod resolves the newer one
-    addresses = sorted(n["address"] for p in (older, newer) for n in p.record["networks"])
-    assert addresses == ["10.233.0.2", "10.233.0.3"]
-    body = subprocess.run(["wget", "-qO-", "http://10.233.0.1:18080/"], capture_output=True, text=True,
-                          check=False, timeout=20) if shutil.which("wget") else None
-    if body is None:
-        import urllib.request
-        with urllib.request.urlopen("http://10.233.0.1:18080/", timeout=20) as response:
-            assert response.read() == b"hello-by-name\n"
-    else:
-        assert body.stdout == "hello-by-name\n"
-    with pytest.raises(AlreadyExists) as taken:
-        pods.reify(store, {"name": "dup", "networks": ["jpt"], "ports": [{"host_port": 18080}],
-                           "apps": [busybox_app("a", "sleep 600")]}, engine.name) and \
-            pods.create(store, pods.reify(store, {"name": "dup", "networks": ["jpt"],
-                                                  "ports": [{"host_port": 18080}],
-                                                  "apps": [busybox_app("a", "sleep 600")]}, engine.name), engine)
-    assert "published by pod server" in str(taken.value)
-    assert pods.find_pod(store, "dup") is None
-    pods.destroy(newer, engine)
-    again = run_pod(store, engine, {"name": "third", "networks": ["jpt"], "apps": [busybox_app("a", "sleep 600")]})
-    assert again.record["networks"][0]["address"] == "10.233.0.3"  # reused only after the destroy

@@ -284,6 +284,7 @@ ARGV = [
     (L.argv_link_show(kind="bridge"), ["ip", "-j", "-d", "link", "show", "type", "bridge"]),
     (L.argv_addr_show(), ["ip", "-j", "addr", "show"]),
     (L.argv_addr_show("jp-a"), ["ip", "-j", "addr", "show", "dev", "jp-a"]),
+    (L.argv_bridges_show(), ["ip", "-j", "-d", "addr", "show", "type", "bridge"]),
     (L.argv_bridge_add("jp-a", "02:00:00:00:00:01"),
      ["ip", "link", "add", "name", "jp-a", "address", "02:00:00:00:00:01", "type", "bridge"]),
     (L.argv_link_alias("jp-a", "jetpack:network=a"), ["ip", "link", "set", "dev", "jp-a", "alias", "jetpack:network=a"]),

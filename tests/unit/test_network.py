@@ -75,6 +75,16 @@ def test_hosts_file_names_pods_sharing_a_network():
     assert network.hosts_file([a, b, c], c).count("\t") == 2 + 2  # localhost lines, b and c on m
 
 
+def test_hosts_file_of_a_pod_on_the_host_network_names_itself_only():
+    host = [{"name": "host", "requested": None}]
+    a = {"name": "a", "hostname": "a", "networks": host}
+    b = {"name": "b", "hostname": "b.example", "networks": host}
+    c = {"name": "c", "networks": [{"name": "n", "address": "10.9.0.3"}]}
+    assert network.hosts_file([a, b, c], a).splitlines()[2:] == ["127.0.1.1\ta"]
+    assert network.hosts_file([a, b, c], b).splitlines()[2:] == ["127.0.1.1\tb b.example"]
+    assert network.hosts_file([a, b, c], c).splitlines()[2:] == ["10.9.0.3\tc"]
+
+
 def test_resolv_conf_from_the_task_or_the_host(tmp_path):
     host = tmp_path / "resolv.conf"
     host.write_text("nameserver 192.0.2.53\n")

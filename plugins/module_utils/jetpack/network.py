@@ -159,9 +159,19 @@ def release(store: Store, owner: str) -> list:
 
 # --- names --------------------------------------------------------------------------------------
 def hosts_file(records: list, record: dict) -> str:
-    """/etc/hosts for one pod: localhost, itself, and every pod sharing one of its networks."""
-    mine = {n["name"] for n in record.get("networks", [])}
+    """/etc/hosts for one pod: localhost, itself, and every pod sharing one of its networks.
+
+    A pod on the host's network (`host`) has no address of its own and shares no network with
+    other pods: its own names (pod name, hostname) are 127.0.1.1, a loopback address, as Debian
+    names the host itself.
+    """
+    mine = {n["name"] for n in record.get("networks", []) if n["name"] not in SPECIAL}
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    if not mine:
+        names = record["name"]
+        if record.get("hostname") and record["hostname"] != record["name"]:
+            names += " " + record["hostname"]
+        return "\n".join(lines + ["127.0.1.1\t" + names]) + "\n"
     for other in sorted(records, key=lambda r: r["name"]):
         for n in other.get("networks", []):
             if n["name"] in mine:

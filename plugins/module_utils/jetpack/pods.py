@@ -67,9 +67,17 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
     if (record["networks"] or record["ports"]) and engine_name not in NETWORKED_ENGINES:
         raise InvalidInput("pods on %s have loopback only in this release: leave networks and ports out"
                            % engine_name, field="networks")
-    if [n["name"] for n in record["networks"]] == ["host"]:
-        raise InvalidInput("networks: host is not supported yet; join a network or use none", field="networks")
+    if record["ports"] and not _joined(record):
+        if record["networks"]:
+            raise InvalidInput("ports cannot be published for a pod on networks: [host]: its apps listen on the "
+                               "host's own ports already; leave ports out", field="ports")
+        raise InvalidInput("ports need a network: join one with networks (the pod has loopback only)", field="ports")
     return record
+
+
+def _joined(record: dict) -> list:
+    """The networks a pod has an address on: not `host` (the host's own stack), none for `none`."""
+    return [n for n in record.get("networks") or () if n["name"] != "host"]
 
 
 def _networks(value) -> list:
@@ -376,36 +384,38 @@ def create(store: Store, record: dict, engine) -> Pod:
 
     A pod is a directory under pods/ plus sibling datasets <key>-app-<app> (clones of the images)
     and <key>-vol-<volume> (empty volumes), each tagged jetpack:pod=<key>. pod.json is written
-    last and atomically: without it, whatever exists of a pod is garbage.
+    last and atomically: without it, whatever exists of a pod is garbage. A pod on networks gets
+    its addresses and names here; its start makes the host side (bridges, rules).
     """
     with store.lock():
         store.ensure()
         collect_garbage(store)
-        if find_pod(store, record["name"]):
+        existing = [pod.record for pod in list_pods(store)]
+        if any(other["name"] == record["name"] for other in existing):
             raise AlreadyExists("a pod named %s exists; remove it first or choose another name" % record["name"])
         uuid = uuidlib.uuid4()
         pod_dir = store.path("pods", uuid.hex)
         record = dict(record, uuid=str(uuid), pod_dir=pod_dir, root=os.path.join(pod_dir, "rootfs"))
         try:
             os.mkdir(pod_dir, 0o700)
-            _join_networks(store, record, uuid.hex, engine)
+            _join_networks(store, record, uuid.hex, engine, existing)
             _prepare(store, record, uuid.hex, engine)
             write_json(os.path.join(pod_dir, "manifest"), pod_manifest(record), mode=0o640)
             write_json(os.path.join(pod_dir, RECORD), record, mode=0o600)
             if record["networks"]:
-                _networks_changed(store, engine, host_side=False)
+                _write_names(existing + [record], record)
         except BaseException:
             _remove(store, uuid.hex)
-            if record["networks"]:
-                _networks_changed(store, engine)
+            if record["networks"]:  # the pods that learnt its name forget it
+                _write_names([pod.record for pod in list_pods(store)], record)
             raise
     return Pod(store, record)
 
 
-def _join_networks(store: Store, record: dict, key: str, engine) -> None:
+def _join_networks(store: Store, record: dict, key: str, engine, existing: list) -> None:
     """Lease the pod's addresses and check its published ports; with the store lock held."""
     from . import network
-    joined = [n for n in record["networks"] if n["name"] != "host"]
+    joined = _joined(record)
     in_use = engine.addresses_in_use() if joined else set()
     for entry in joined:
         net = network.get_network(store, entry["name"])
@@ -414,14 +424,12 @@ def _join_networks(store: Store, record: dict, key: str, engine) -> None:
         if net.get("subnet6"):
             entry["address6"] = network.allocate(store, net, key, in_use, version=6)
     if record["ports"]:
-        if not joined:
-            raise InvalidInput("ports need a network: join one with networks", field="ports")
-        _check_ports(store, record)
+        _check_ports(existing, record)
         engine.check_ports([dict(p, address=joined[0]["address"], pod=record["name"]) for p in record["ports"]])
 
 
-def _check_ports(store: Store, record: dict) -> None:
-    published = [(pod.name, port) for pod in list_pods(store) for port in pod.record.get("ports") or ()]
+def _check_ports(existing: list, record: dict) -> None:
+    published = [(other["name"], port) for other in existing for port in other.get("ports") or ()]
     for index, mine in enumerate(record["ports"]):
         for owner, theirs in published + [(record["name"], p) for p in record["ports"][:index]]:
             same_port = (mine["protocol"], mine["host_port"]) == (theirs["protocol"], theirs["host_port"])
@@ -431,22 +439,30 @@ def _check_ports(store: Store, record: dict) -> None:
                                     % (mine["protocol"], mine["host_port"], owner))
 
 
-def _networks_changed(store: Store, engine, host_side: bool = True) -> None:
-    """After pods joined or left networks: every pod's /etc/hosts, then (host_side) the host's
-    bridges and rules. A pod's start makes the host side, so creating one only names it."""
-    from . import network
-    records = [pod.record for pod in list_pods(store)]
+def _write_names(records: list, changed: dict) -> None:
+    """/etc/hosts of the pod `changed` (when among records) and of every pod sharing one of its
+    networks: the pods that see it come or go. Pods on other networks are not touched."""
+    shared = {n["name"] for n in _joined(changed)}
     for record in records:
-        if record.get("networks"):
-            _write_app_files(record, "etc/hosts", network.hosts_file(records, record))
-    if not host_side:
-        return
-    in_use = {n["name"] for r in records for n in r.get("networks") or () if n["name"] != "host"}
-    networks = [net for net in network.list_networks(store) if net["name"] in in_use]
-    ports = [dict(p, address=n["address"], address6=n.get("address6"), pod=r["name"])
-             for r in records for p in r.get("ports") or () for n in r["networks"][:1]]
-    engine.sync_networks(networks, ports, [net for net in network.list_networks(store)
-                                           if net["name"] not in in_use])
+        if record["uuid"] == changed["uuid"] or shared & {n["name"] for n in _joined(record)}:
+            _write_hosts(records, record)
+
+
+def _write_hosts(records: list, record: dict) -> None:
+    from . import network
+    _write_app_files(record, "etc/hosts", network.hosts_file(records, record))
+
+
+def _sync_host_side(store: Store, engine, records: list) -> None:
+    """The host's bridges and rules for the networks the pods use and the ports they publish; no
+    bridge for the networks none uses. The engine changes only what differs from that."""
+    from . import network
+    in_use = {n["name"] for record in records for n in _joined(record)}
+    declared = network.list_networks(store)
+    ports = [dict(p, address=n["address"], address6=n.get("address6"), pod=record["name"])
+             for record in records for p in record.get("ports") or () for n in _joined(record)[:1]]
+    engine.sync_networks([net for net in declared if net["name"] in in_use], ports,
+                         [net for net in declared if net["name"] not in in_use])
 
 
 def _write_app_files(record: dict, path: str, text: str) -> None:
@@ -543,9 +559,12 @@ def start_supervised(store: Store, pod: Pod) -> bool:
     from . import install, zygote
     core = install.ensure_installed()
     if pod.record.get("networks") and not pod.running():
-        with store.lock():  # after a reboot the host's bridges and rules are gone: make them again
-            from .engines import for_host
-            _networks_changed(store, for_host())
+        with store.lock():
+            records = [other.record for other in list_pods(store)]
+            _write_hosts(records, pod.record)  # as they are now: a crash may have cut a change short
+            if _joined(pod.record):  # after a reboot the host's bridges and rules are gone: make them again
+                from .engines import for_host
+                _sync_host_side(store, for_host(), records)
     return start(pod, lambda path: zygote.start_pod(path, zygote.socket_path_for(store.root), core))
 
 
@@ -581,8 +600,10 @@ def destroy(pod: Pod, engine) -> None:
     stop(pod, engine)
     with pod.store.lock():
         _remove(pod.store, pod.key)
-        if pod.record.get("networks"):
-            _networks_changed(pod.store, engine)
+        if _joined(pod.record):
+            records = [other.record for other in list_pods(pod.store)]
+            _write_names(records, pod.record)
+            _sync_host_side(pod.store, engine, records)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

@@ -262,9 +262,9 @@ class Supervisor:
         try:
             self._setup()
         except BaseException as e:
-            self._report({"error": _message(e)})
             if self.pid_fd >= 0:
                 self._release()
+            self._report({"error": _message(e)})
             raise
         try:
             try:
@@ -550,8 +550,8 @@ class Supervisor:
             self.state = "failed" if self.error else "stopped"
             self.finished = time.time()
             self._save()
+            self._release()  # before the report: whoever hears it finds the pod stopped, pid file gone
             self._report({"error": self.error or "the pod was stopped before all its apps were started"})
-            self._release()
 
     def _terminate(self, kinds):
         """SIGTERM the processes of these kinds, SIGKILL what is left after stop_timeout."""

@@ -1,10 +1,11 @@
 """The Linux engine: a pod is a set of namespaces kept alive by a minimal pod holder.
 
 start() forks the holder as PID 1 of a new PID namespace, in new mount, UTS, IPC and network
-namespaces. Before it reports ready the holder makes every mount private, binds the pod root
+namespaces (a pod on `networks: [host]` keeps the host's network namespace, hence its interfaces,
+addresses and ports: that is what it asked for). Before it reports ready the holder makes every mount private, binds the pod root
 onto itself, gives each app rootfs what appc's Linux OS spec requires (/proc, read-only /sys, a
 /dev tmpfs with the standard devices, /dev/pts, /dev/shm), binds the pod's mount plan, applies
-read-only rootfs, sets the hostname, brings `lo` up, pivots into the pod root and detaches the
+read-only rootfs, sets the hostname, brings its own `lo` up, pivots into the pod root and detaches the
 host's tree. Then it sleeps, its command line reduced to "jetpack-pod", SIGCHLD ignored so that
 the kernel reaps the pod's orphans. Killing it (SIGKILL from the host) makes the kernel kill
 every process of the pod; the mounts die with the mount namespace.
@@ -33,7 +34,7 @@ import struct
 import time
 
 from .. import beneath, execution
-from ..errors import JetpackError
+from ..errors import AlreadyExists, JetpackError
 from . import mount_plan
 
 CLONE_NEWNS = 0x00020000
@@ -135,11 +136,18 @@ class LinuxEngine:
     set_child_subreaper = staticmethod(set_child_subreaper)
 
     def prepare(self, record) -> None:
-        """Nothing to write: the holder builds the pod's mounts in memory at start."""
+        """Nothing to write: the holder builds the pod's mounts in memory at start. The host end of
+        each of its veths is named now, kept in pod.json: the start then needs no hashing (3 ms)."""
+        joined = _joined(record)
+        if joined:
+            from . import linux_network
+            for index, entry in enumerate(joined):
+                entry["host_ifname"] = linux_network.veth_name(record["uuid"], entry["name"], _ifname(index))
 
     def start(self, record) -> dict:
         """Fork the pod holder; return once the pod is ready, or raise leaving nothing behind."""
         plan = mount_plan(record)
+        namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (0 if shares_host_network(record) else CLONE_NEWNET)
         devices = {name: os.stat("/dev/" + name).st_rdev for name in DEVICES}
         strings = _strings_area()
         read_end, write_end = os.pipe()
@@ -153,7 +161,7 @@ class LinuxEngine:
                                    "and a kernel with namespaces" % (record["name"], error.strerror)) from None
             raise
         if pid == 0:
-            _holder(record, plan, devices, strings, write_end)
+            _holder(record, namespaces, plan, devices, strings, write_end)
         os.close(write_end)
         try:
             answer = _read_all(read_end, READY_TIMEOUT)
@@ -162,6 +170,7 @@ class LinuxEngine:
                 return {"holder_pid": pid, "pid_ns": os.readlink("/proc/%d/ns/pid" % pid)}
         except BaseException:
             _kill_and_reap(pid)  # not reaped before: the pid cannot have been reused
+            _detach_networks(record)
             raise
         finally:
             os.close(read_end)
@@ -172,15 +181,17 @@ class LinuxEngine:
     def attach(self, record, context) -> None:
         """In a forked child: enter the pod's namespaces; our next child is in its PID namespace."""
         pid = context["holder_pid"]
+        namespaces = [(kind, flag) for kind, flag in NAMESPACES
+                      if not (flag == CLONE_NEWNET and shares_host_network(record))]
         fds = []
         try:
-            for kind, _flag in NAMESPACES:
+            for kind, _flag in namespaces:
                 fds.append(os.open("/proc/%d/ns/%s" % (pid, kind), os.O_RDONLY | os.O_CLOEXEC))
             # Checked once the fds are open: they cannot belong to a process that reused the pid.
             if not _is_holder(context):
                 raise JetpackError("pod %s is not running (no holder process %d); start it first"
                                    % (record["name"], pid))
-            for fd, (_kind, flag) in zip(fds, NAMESPACES):
+            for fd, (_kind, flag) in zip(fds, namespaces):
                 setns(fd, flag)
         except FileNotFoundError:
             raise JetpackError("pod %s is not running (no holder process %d); start it first"
@@ -196,6 +207,7 @@ class LinuxEngine:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(record, pid)
+        _detach_networks(record)
 
     # --- networks (see network.py; the rules and bridges are linux_network's) -------------------
     @staticmethod
@@ -212,16 +224,16 @@ class LinuxEngine:
     def sync_networks(networks, ports, unused) -> None:
         """Bridges for the networks in use, the rules for every published port, no bridge for the rest."""
         from . import linux_network
-        for net in networks:
-            linux_network.ensure_network(net, networks, ports)
-        linux_network.sync(networks, ports)
-        for net in unused:
-            if net["bridge"] in linux_network.jetpack_bridges():
-                linux_network.remove_network(net, networks, ports)
+        linux_network.sync_host(networks, ports, unused)
 
     def running(self, record, context) -> bool:
         # An exiting holder (or a zombie) has lost its mount namespace already.
         return _is_holder(context) and os.path.exists("/proc/%d/ns/mnt" % context["holder_pid"])
+
+
+def shares_host_network(record) -> bool:
+    """`networks: [host]`: the pod uses the host's network namespace, not one of its own."""
+    return [n["name"] for n in record.get("networks") or ()] == ["host"]
 
 
 def _is_holder(context) -> bool:
@@ -282,7 +294,7 @@ def _kill_and_reap(pid: int) -> None:
 
 
 # --- the holder -----------------------------------------------------------------------------
-def _holder(record, plan, devices, strings, ready: int) -> None:
+def _holder(record, namespaces: int, plan, devices, strings, ready: int) -> None:
     """PID 1 of the pod: have it built, tell the parent, then sleep. Never returns.
 
     The building runs in a short-lived child sharing the new namespaces (its pivot_root moves our
@@ -296,7 +308,7 @@ def _holder(record, plan, devices, strings, ready: int) -> None:
         execution.default_signals()
         _present_as_holder(strings)
         execution.close_other_fds([ready])
-        unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET)
+        unshare(namespaces)
         os.chdir("/")  # pivot_root moves a root or cwd that is the old root, nothing else
         builder = os.fork()
         if builder == 0:
@@ -342,7 +354,8 @@ def _build(record, plan, devices, ready: int) -> None:
         os.umask(0)
         _build_mounts(record, plan, devices)
         socket.sethostname(record["hostname"])
-        _loopback_up()
+        if not shares_host_network(record):
+            _loopback_up()
         _enter_pod_root(record["root"])
     except BaseException as error:  # noqa: B902 - the parent must hear about anything
         _fail(ready, error)
@@ -492,12 +505,74 @@ def _stat_fields(pid) -> list:
         return []
 
 
+def _joined(record) -> list:
+    """The networks the pod has an interface on (not `host`, the host's own)."""
+    return [n for n in record.get("networks") or () if n["name"] != "host"]
+
+
+def _ifname(index: int) -> str:
+    return "eth%d" % index
+
+
+def _host_end(record, index: int, entry) -> dict:
+    """What linux_network.detach_pod needs to know of the host end of the pod's veth on a network."""
+    from . import linux_network
+    name = entry.get("host_ifname") or linux_network.veth_name(record["uuid"], entry["name"], _ifname(index))
+    return {"host_ifname": name, "bridge": entry["bridge"]}
+
+
 def _attach_networks(record, holder_pid: int) -> None:
-    """Give the pod an interface on each of its networks (eth0, eth1...; the first one routes)."""
-    joined = [n for n in record.get("networks") or () if n["name"] != "host"]
+    """Give the pod an interface on each of its networks (eth0, eth1...; the first one routes).
+
+    Done by a short-lived child, as the holder's building is: the network code it imports and the
+    pages it dirties go with it, so the supervisor of a networked pod stays as small as any other's
+    (importing linux_network in the supervisor itself cost each networked pod ~3 MiB of PSS).
+    """
+    if not _joined(record):
+        return
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            _attach_all(record, holder_pid)
+        except BaseException as error:  # noqa: B902 - the parent must hear about anything
+            _fail(write_end, error)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        reason = f.read()  # until the child exits
+    status = os.waitpid(pid, 0)[1]
+    if status != 0:
+        raise JetpackError("pod %s: its network interfaces could not be made: %s"
+                           % (record["name"], reason.decode("utf-8", "replace") or "status %d" % status))
+
+
+def _attach_all(record, holder_pid: int) -> None:
+    from . import linux_network
+    for index, entry in enumerate(_joined(record)):  # pods.start_supervised made the bridges and rules
+        host_end = _host_end(record, index, entry)
+
+        def attach():
+            linux_network.attach_pod(entry, holder_pid, entry["address"], entry.get("address6"), ifname=_ifname(index),
+                                     default_route=index == 0, host_ifname=host_end["host_ifname"])
+        try:
+            attach()
+        except AlreadyExists:
+            # The holder is new, so a veth by this pod's name is left from its last run: the kernel
+            # removes a network namespace, and its veths, asynchronously after its last process.
+            if not linux_network.detach_pod(host_end):
+                raise
+            attach()
+
+
+def _detach_networks(record) -> None:
+    """Delete the veths of a pod whose holder is gone, rather than wait for the kernel to: the names
+    are free for its next start, and a stopped pod shows no interface on the host at once."""
+    joined = _joined(record)
     if not joined:
         return
     from . import linux_network
-    for index, entry in enumerate(joined):  # pods.start_supervised made the bridges and rules
-        linux_network.attach_pod(entry, holder_pid, entry["address"], entry.get("address6"),
-                                 ifname="eth%d" % index, default_route=index == 0, pod_id=record["uuid"])
+    for index, entry in enumerate(joined):
+        with contextlib.suppress(JetpackError):  # best effort: the kernel deletes it with the namespace anyway
+            linux_network.detach_pod(_host_end(record, index, entry))

@@ -50,7 +50,6 @@ make us configure the host.
 from __future__ import annotations
 
 import errno
-import hashlib
 import ipaddress
 import json
 import os
@@ -60,7 +59,6 @@ import socket
 import subprocess
 from collections import namedtuple
 
-from ..appc import validate_acname
 from ..errors import AlreadyExists, CommandError, InUse, InvalidInput, JetpackError, NotFound
 
 FAMILY = "inet"
@@ -164,6 +162,11 @@ def argv_addr_show(name=None) -> list:
     return ["ip", "-j", "addr", "show"] + (["dev", ifname_arg(name)] if name else [])
 
 
+def argv_bridges_show() -> list:
+    """ip-address(8): ip -j -d addr show type bridge (every bridge: kind, alias, flags, addresses)"""
+    return ["ip", "-j", "-d", "addr", "show", "type", "bridge"]
+
+
 def argv_bridge_add(bridge, mac) -> list:
     """ip-link(8): ip link add name BRIDGE address MAC type bridge"""
     return ["ip", "link", "add", "name", ifname_arg(bridge), "address", mac, "type", "bridge"]
@@ -251,9 +254,19 @@ def ifname_arg(name, field="ifname") -> str:
 
 def network(net) -> Network:
     """Validate a network dict {name, bridge, subnet, gateway, subnet6?, gateway6?, nat} (pure)."""
+    # Imported here: attach_pod, run by the supervisor of every networked pod, does without appc (~9 ms).
+    from ..appc import validate_acname
+    return _addressing(net, validate_acname(_as_dict(net).get("name"), "network.name"))
+
+
+def _as_dict(net) -> dict:
     if not isinstance(net, dict):
         raise InvalidInput("a network is a dict with name, bridge, subnet, gateway, nat", "network")
-    name = validate_acname(net.get("name"), "network.name")
+    return net
+
+
+def _addressing(net: dict, name: str) -> Network:
+    """network() with the name taken as given (attach_pod: it only names the veth and the messages)."""
     field = "networks[%s]." % name
     bridge = ifname_arg(net.get("bridge"), field + "bridge")
     subnet = _subnet(net.get("subnet"), 4, field + "subnet", max_prefix=30)
@@ -347,12 +360,14 @@ def _comment_text(text) -> str:
 
 def veth_name(pod_key, network_name, ifname) -> str:
     """The host end of a pod's veth: jpv + 12 hex digits of (pod, network, interface)."""
+    import hashlib  # here, not at the top: a pod's supervisor that is told the name needs none (3 ms)
     digest = hashlib.sha256(("%s\0%s\0%s" % (pod_key, network_name, ifname)).encode()).hexdigest()
     return VETH_PREFIX + digest[:IFNAMSIZ - len(VETH_PREFIX)]
 
 
 def bridge_mac(bridge) -> str:
     """A locally administered unicast MAC derived from the bridge name: stable whatever its ports."""
+    import hashlib
     octets = bytearray(hashlib.sha256(("jetpack:" + bridge).encode()).digest()[:6])
     octets[0] = (octets[0] & 0xFC) | 0x02
     return ":".join("%02x" % b for b in octets)
@@ -624,6 +639,11 @@ def _link(name):
     return links[0] if links else None
 
 
+def bridges() -> dict:
+    """{name: `ip -j -d addr show` entry} of every bridge of the host, in one command."""
+    return {link["ifname"]: link for link in _json(argv_bridges_show())}
+
+
 def jetpack_bridges() -> dict:
     """{bridge: network name} of the bridges carrying jetpack's mark."""
     found = {}
@@ -791,9 +811,12 @@ def _with_comment(listing: str, comment: str) -> str:
     return "\n".join(lines[:1] + ['\tcomment "%s"' % comment] + lines[1:]) + "\n"
 
 
-def _ensure_bridge(n: Network) -> bool:
-    """Create the bridge if missing (True), else check it is this network's; then its addresses, up."""
-    link = _link(n.bridge)
+def _ensure_bridge(n: Network, bridges=None) -> bool:
+    """Create the bridge if missing (True), else check it is this network's; then its addresses, up.
+
+    `bridges`: {name: entry} from bridges(), when several networks are checked from one listing.
+    """
+    link = _link(n.bridge) if bridges is None else bridges.get(n.bridge)
     if link is None:
         _check(argv_bridge_add(n.bridge, bridge_mac(n.bridge)), hint="Choose another bridge name for network %s"
                % n.name)
@@ -809,15 +832,17 @@ def _ensure_bridge(n: Network) -> bool:
         raise AlreadyExists("interface %s exists and is not network %s's bridge (kind %s, alias %r): choose another"
                             " bridge name for the network; jetpack never changes an interface it did not create"
                             % (n.bridge, n.name, kind, link.get("ifalias")))
-    _configure_bridge(n)
+    _configure_bridge(n, link if bridges is not None else None)
     return False
 
 
-def _configure_bridge(n: Network) -> None:
+def _configure_bridge(n: Network, listed=None) -> None:
+    """The gateway address(es), route_localnet and up; `listed`: the bridge's entry with its
+    addresses when the caller has it. Nothing runs for what is in place already."""
     wanted = [ipaddress.ip_interface("%s/%d" % (n.gateway, n.subnet.prefixlen))]
     if n.subnet6 is not None:
         wanted.append(ipaddress.ip_interface("%s/%d" % (n.gateway6, n.subnet6.prefixlen)))
-    links = _json(argv_addr_show(n.bridge))
+    links = [listed] if listed is not None else _json(argv_addr_show(n.bridge))
     have = {ipaddress.ip_interface("%s/%s" % (a["local"], a["prefixlen"]))
             for link in links for a in link.get("addr_info", []) if a.get("scope") == "global"}
     stale = sorted(str(a) for a in have - set(wanted))
@@ -872,17 +897,54 @@ def remove_network(net, networks=None, ports=None, restore_forwarding=False) -> 
     return result
 
 
+def sync_host(networks, ports, unused=()) -> dict:
+    """The whole host side at once: the bridges of `networks` made or repaired, forwarding on, the
+    table regenerated from `networks` and `ports`; the bridges of the `unused` networks deleted, and
+    the table with the last jetpack bridge.
+
+    Everything is read once (`ip -j -d addr show type bridge`, `nft list table`) and only what differs
+    is changed: on a host that is as it should be, nothing else runs. Bad input is refused before
+    anything changes. Returns {"created", "removed", "forwarding_enabled", "table"}; table is
+    "unchanged", "replaced" or "removed".
+    """
+    nets = [network(n) for n in networks]
+    gone = [network(n) for n in unused]
+    render_ruleset(networks, ports)
+    listed = bridges()
+    created = [n.bridge for n in nets if _ensure_bridge(n, listed)]
+    changed = [key for n in nets for key in enable_forwarding(n)]
+    removed = []
+    for n in gone:
+        if (listed.get(n.bridge) or {}).get("ifalias") == MARK + n.name:
+            _check(argv_link_del(n.bridge), ok=("Cannot find device",))
+            removed.append(n.bridge)
+    listing = table_listing()
+    remaining = [name for name, link in listed.items()
+                 if (link.get("ifalias") or "").startswith(MARK) and name not in removed]
+    if nets or remaining:
+        record = sorted(set(parse_table_comment(listing)) | set(changed))
+        table = "replaced" if _replace(render_ruleset(networks, ports, record), listing) else "unchanged"
+    elif listing:
+        delete_table()
+        table = "removed"
+    else:
+        table = "unchanged"
+    return {"created": created, "removed": removed, "forwarding_enabled": changed, "table": table}
+
+
 # --- pods ------------------------------------------------------------------------------------
 
-def attach_pod(net, holder_pid, address, address6=None, ifname="eth0", default_route=True, pod_id=None) -> dict:
+def attach_pod(net, holder_pid, address, address6=None, ifname="eth0", default_route=True, pod_id=None,
+               host_ifname=None) -> dict:
     """Give the pod whose holder is holder_pid an interface on the network; returns what detach_pod needs.
 
     `address` (and `address6` on a network with IPv6) come from the allocator; `default_route`: route
-    everything through this network's gateway(s) (one network of a pod only). `pod_id` (the pod's uuid)
-    names the host end of the veth; by default the pod's network namespace does. On failure nothing
-    is left behind.
+    everything through this network's gateway(s) (one network of a pod only). The host end of the
+    veth is `host_ifname`, else veth_name() of `pod_id` (the pod's uuid), else of the pod's network
+    namespace. Two commands: the veth, made with its pod end inside the pod, then that end's
+    addresses and routes. On failure nothing is left behind.
     """
-    n = network(net)
+    n = _addressing(_as_dict(net), str(net.get("name")))
     ip4 = _pod_address(n.subnet, n.gateway, address, "address")
     ip6 = None
     if address6:
@@ -892,8 +954,10 @@ def attach_pod(net, holder_pid, address, address6=None, ifname="eth0", default_r
     ifname_arg(ifname)
     fd = open_netns(holder_pid)
     try:
-        st = os.fstat(fd)
-        host_ifname = veth_name(pod_id or "netns:%d:%d" % (st.st_dev, st.st_ino), n.name, ifname)
+        if host_ifname is None:
+            st = os.fstat(fd)
+            host_ifname = veth_name(pod_id or "netns:%d:%d" % (st.st_dev, st.st_ino), n.name, ifname)
+        ifname_arg(host_ifname, "host_ifname")
         netns = "/proc/self/fd/%d" % fd  # resolved by the command itself: the fd it inherits
         _add_veth(n, host_ifname, ifname, netns, fd)
         try:
