@@ -49,6 +49,22 @@ options:
       - Masquerade traffic from the network to the outside.
     type: bool
     default: true
+  mode:
+    description:
+      - FreeBSD only. V(shared) gives each pod an address on the host's own stack (an alias on the network's
+        cloned loopback, jail C(ip4.addr)); V(vnet) gives each pod a network stack of its own (C(vnet) jail,
+        an C(epair) per pod on the network's C(if_bridge)). A pod's networks must all have the same mode.
+      - The Linux engine always gives pods their own stack on a bridge and ignores this.
+    type: str
+    choices: [shared, vnet]
+    default: shared
+  egress_if:
+    description:
+      - FreeBSD only. The host interface (such as V(em0)) that pf translates the network's outgoing traffic on
+        (O(nat)) and receives its published ports on. Required on FreeBSD for a network with O(nat) or published
+        ports; pf's rules go in the C(jetpack/*) anchors, so C(/etc/pf.conf) needs the anchor hooks the
+        C(host) role adds.
+    type: str
 seealso:
   - module: jetpack.runtime.jetpack_network_info
   - module: jetpack.runtime.jetpack_pod
@@ -61,6 +77,19 @@ EXAMPLES = r"""
     subnet: 10.88.0.0/24
     subnet6: fd00:88::/64
     nat: false
+
+- name: On FreeBSD, NAT the default network out through em0
+  jetpack.runtime.jetpack_network:
+    name: default
+    subnet: 172.23.0.0/16
+    egress_if: em0
+
+- name: On FreeBSD, a network whose pods get their own network stack
+  jetpack.runtime.jetpack_network:
+    name: isolated
+    subnet: 10.89.0.0/24
+    mode: vnet
+    egress_if: em0
 """
 
 RETURN = r"""
@@ -93,6 +122,14 @@ network:
       description: The host interface of the network.
       type: str
       sample: jp-backend
+    mode:
+      description: V(shared) or V(vnet) (FreeBSD).
+      type: str
+      sample: shared
+    egress_if:
+      description: The host interface NAT and published ports use on FreeBSD, or V(null).
+      type: str
+      sample: em0
 actions:
   description: What was done, or would be done in check mode, in words.
   returned: always
@@ -132,7 +169,8 @@ def work(module):
     subnet = params["subnet"] or (have or {}).get("subnet")
     if not subnet:
         raise InvalidInput("give subnet to declare network %s" % params["name"], field="subnet")
-    want = network.normalize(params["name"], subnet, params["subnet6"], params["nat"])
+    want = network.normalize(params["name"], subnet, params["subnet6"], params["nat"], params["mode"],
+                             params["egress_if"])
     if have != want:
         if have is not None and network.leases(store, params["name"]):
             raise InUse("network %s has pods; remove them before changing it" % params["name"])
@@ -152,6 +190,8 @@ def main():
             subnet=dict(type="str"),
             subnet6=dict(type="str"),
             nat=dict(type="bool", default=True),
+            mode=dict(type="str", default="shared", choices=["shared", "vnet"]),
+            egress_if=dict(type="str"),
         ),
         supports_check_mode=True,
     )

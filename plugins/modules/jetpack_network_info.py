@@ -54,6 +54,8 @@ networks:
       subnet6: null
       nat: true
       bridge: jp-default
+      mode: shared
+      egress_if: null
       leases: {"172.23.0.2": "3c1f6a528c1e4f539a551d9f7f1c2b11"}
 """
 

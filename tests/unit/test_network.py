@@ -15,7 +15,7 @@ def store(tmp_path):
 def test_the_default_network_exists_without_declaration(store):
     default = network.get_network(store, "default")
     assert default == {"name": "default", "subnet": "172.23.0.0/16", "subnet6": None, "nat": True,
-                       "bridge": "jp-default", "gateway": "172.23.0.1"}
+                       "bridge": "jp-default", "gateway": "172.23.0.1", "mode": "shared", "egress_if": None}
 
 
 def test_declare_list_and_refuse_overlaps(store):
@@ -37,6 +37,8 @@ def test_declare_list_and_refuse_overlaps(store):
     (("n", "fd00::/64"), "IPv4"),
     (("n", "10.0.0.0/31"), "room for pods"),
     (("n", "10.0.0.0/24", "10.1.0.0/24"), "IPv6"),
+    (("n", "10.0.0.0/24", None, True, "bridge"), "shared, vnet"),
+    (("n", "10.0.0.0/24", None, True, "vnet", "em0; rm -rf /"), "egress_if"),
 ])
 def test_bad_definitions_say_what_to_fix(args, words):
     with pytest.raises(InvalidInput) as refused:
@@ -93,3 +95,13 @@ def test_resolv_conf_from_the_task_or_the_host(tmp_path):
         "nameserver 9.9.9.9\nsearch example.com\n"
     with pytest.raises(ValueError):
         network.resolv_conf({"nameservers": ["not-an-address"]})
+
+
+def test_a_network_declared_before_modes_existed_reads_as_shared_without_egress(store):
+    declared = network.normalize("old", "10.77.0.0/24")
+    for key in ("mode", "egress_if"):
+        del declared[key]
+    network.declare(store, declared)
+    found = network.get_network(store, "old")
+    assert (found["mode"], found["egress_if"]) == ("shared", None)
+    assert found == network.normalize("old", "10.77.0.0/24"), "a re-run of its task must see no change"

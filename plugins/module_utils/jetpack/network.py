@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from typing import Optional
 
 from . import appc
 from .errors import AlreadyExists, InUse, InvalidInput, NotFound
@@ -19,6 +21,7 @@ from .store import Store, listdir, read_json, write_json
 
 DEFAULT = {"name": "default", "subnet": "172.23.0.0/16", "subnet6": None, "nat": True}
 SPECIAL = ("host", "none")  # pod network modes that are not networks
+_INTERFACE = re.compile(r"[a-z][a-z0-9_.]{0,14}")  # ifconfig(8) names, e.g. em0, vtnet0, lagg0.100
 MAX_NAME = 12  # the bridge is "jp-" + name, and Linux interface names stop at 15 characters
 
 
@@ -26,14 +29,26 @@ def directory(store: Store) -> str:
     return os.path.join(store.config.mountpoint, "networks")
 
 
-def normalize(name: str, subnet: str, subnet6=None, nat: bool = True) -> dict:
-    """A network definition with its gateway(s) and bridge; errors name the option to fix."""
+MODES = ("shared", "vnet")  # FreeBSD: alias on a cloned loopback, or a jail of its own stack (vnet)
+
+
+def normalize(name: str, subnet: str, subnet6=None, nat: bool = True, mode: str = "shared",
+              egress_if: Optional[str] = None) -> dict:
+    """A network definition with its gateway(s) and bridge; errors name the option to fix.
+
+    mode and egress_if matter on FreeBSD only (the Linux engine always bridges and NATs through
+    the host's routes): egress_if is the interface pf translates and redirects on."""
     appc.validate_acname(name, "name")
     if len(name) > MAX_NAME or name in SPECIAL:
         raise InvalidInput("network name %r must be at most %d characters and not %s"
                            % (name, MAX_NAME, " or ".join(SPECIAL)), field="name")
+    if mode not in MODES:
+        raise InvalidInput("network mode %r must be one of %s" % (mode, ", ".join(MODES)), field="mode")
+    if egress_if is not None and not _INTERFACE.fullmatch(egress_if):
+        raise InvalidInput("egress_if %r is not an interface name such as em0 or vtnet0" % egress_if,
+                           field="egress_if")
     net = {"name": name, "subnet": str(_subnet(subnet, 4, "subnet")), "subnet6": None, "nat": bool(nat),
-           "bridge": "jp-" + name}
+           "bridge": "jp-" + name, "mode": mode, "egress_if": egress_if}
     net["gateway"] = str(next(_subnet(subnet, 4, "subnet").hosts()))
     if subnet6:
         net["subnet6"] = str(_subnet(subnet6, 6, "subnet6"))
@@ -60,6 +75,8 @@ def list_networks(store: Store) -> list:
     for entry in listdir(directory(store)):
         if entry.endswith(".json") and not entry.endswith(".leases.json"):
             net = read_json(os.path.join(directory(store), entry))
+            net.setdefault("mode", "shared")  # declared before networks had a mode and egress_if
+            net.setdefault("egress_if", None)
             found[net["name"]] = net
     found.setdefault("default", normalize(**DEFAULT))
     return [found[name] for name in sorted(found)]
