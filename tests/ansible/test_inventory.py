@@ -3,16 +3,14 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import install
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
 from tests.conftest import unavailable
 from tests.helpers import ansible_pod
 from tests.helpers.sshd import SSHD, Sshd
-from tests.helpers.store import stop_zygote
+from tests.helpers.store import scratch_store
 
 pytestmark = [pytest.mark.ansible, pytest.mark.integration]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,13 +21,7 @@ TEMPLATE = "{{ 6 * 7 }}"  # an annotation a pod's creator chose: the inventory m
 
 @pytest.fixture(scope="module")
 def store(zfs_pool):
-    key = "i" + uuid.uuid4().hex[:8]
-    config = StoreConfig(root="%s/%s" % (zfs_pool.name, key), mountpoint=os.path.join(zfs_pool.base, key))
-    store = Store(config, zfs_pool.zfs)
-    store.ensure()
-    yield store
-    stop_zygote(config.root)
-    zfs_pool.zfs.destroy(config.root, recursive=True)
+    yield from scratch_store(zfs_pool, "i")
 
 
 @pytest.fixture(scope="module")

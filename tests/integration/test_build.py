@@ -1,15 +1,13 @@
 """Builds end to end on a real zfs-fuse store with the Linux engine: base -> runtime -> app."""
 import os
 import tarfile
-import uuid
 
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import aci, base, build, engines, images
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InvalidInput
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.store import Store, StoreConfig
 from tests.helpers.images import make_rootfs
-from tests.helpers.store import stop_zygote
+from tests.helpers.store import scratch_store
 
 pytestmark = pytest.mark.integration
 
@@ -20,13 +18,7 @@ GROUP = "root:x:0:\nwww:x:80:\n"
 @pytest.fixture
 def other_store(zfs_pool):
     """A second, empty store on the same pool: what another host would have."""
-    key = "o" + uuid.uuid4().hex[:8]
-    config = StoreConfig(root="%s/%s" % (zfs_pool.name, key), mountpoint=os.path.join(str(zfs_pool.base), key))
-    store = Store(config, zfs_pool.zfs)
-    store.ensure()
-    yield store
-    stop_zygote(config.root)
-    zfs_pool.zfs.destroy(config.root, recursive=True)
+    yield from scratch_store(zfs_pool, "o")
 
 
 def make_base(store, tmp_path):
