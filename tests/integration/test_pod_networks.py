@@ -266,3 +266,76 @@ print(json.dumps(seen))
     seen = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                      check=True).stdout)
     assert seen == [[], [], ["linux_network"]]
+
+
+# --- names through the network's DNS responder (hostd.py, dns.py) --------------------------------
+IMAGE_HOSTS = "127.0.0.1\tlocalhost\n# the image's own file: jetpack never writes here\n"
+
+
+@pytest.fixture
+def hosted(store, tmp_path):
+    """An image that brings its own /etc/hosts (and busybox)."""
+    files = {"etc/passwd": PASSWD, "etc/group": GROUP, "etc/hosts": IMAGE_HOSTS, "tmp/.keep": ""}
+    path = make_aci(str(tmp_path), manifest("example.com/hosted", {"version": "1", "os": "linux"}),
+                    files, busybox=True, name="hosted")[0]
+    return images.import_image(store, images.ImportRequest(source=path))[0]
+
+
+def test_an_images_own_hosts_file_is_kept_and_pod_names_resolve_through_dns(store, engine, busybox, hosted, host,
+                                                                              jpt):
+    from tests.integration.test_pod_metadata import in_pod
+    run_pod(store, engine, {"name": "server", "networks": ["jpt"], "apps": [busybox_app("srv", HTTPD % ("by-dns", 8080))]})
+    keeper = run_pod(store, engine, {
+        "name": "keeper", "networks": ["jpt"],
+        "apps": [{"name": "k", "image": "example.com/hosted", "exec": ["/bin/busybox", "sleep", "600"]}]})
+    assert app_file(keeper, "etc/hosts") == IMAGE_HOSTS and app_file(keeper, "etc/resolv.conf") == "nameserver 10.233.0.1\n"
+    fetch = ("/bin/busybox", "wget", "-qO-", "http://server:8080/")
+    assert until(lambda: in_pod(engine, keeper, *fetch)[1], "by-dns\n") == "by-dns\n"
+    status, out, _err = in_pod(engine, keeper, "/bin/busybox", "nslookup", "keeper")
+    assert status == 0 and "Address: 10.233.0.3" in out                  # its own name
+    late = run_pod(store, engine, sleeper("late", ["jpt"]))             # created after keeper
+    status, out, _err = in_pod(engine, keeper, "/bin/busybox", "nslookup", "late")
+    assert status == 0 and "Address: %s" % late.record["networks"][0]["address"] in out
+    assert in_pod(engine, keeper, "/bin/busybox", "ping", "-c1", "-W5", "late")[0] == 0
+    status, out, _err = in_pod(engine, keeper, "/bin/busybox", "nslookup", "nosuchpod")
+    assert status != 0 and "can't find nosuchpod" in out                 # not a pod: the lab has no upstream
+    assert app_file(keeper, "etc/hosts") == IMAGE_HOSTS                  # still untouched
+    assert "10.233.0.4\tlate\n" in app_file(late, "etc/hosts")           # an image without one gets ours
+
+
+def test_dns_and_metadata_answer_only_their_own_networks_pods(store, engine, busybox, host, jpt):
+    from tests.integration.test_pod_metadata import in_pod
+    network.declare(store, network.normalize("jpt2", "10.233.1.0/24"))
+    run_pod(store, engine, sleeper("secret", ["jpt"]))
+    outsider = run_pod(store, engine, sleeper("outsider", ["jpt2"]))
+    assert app_file(outsider, "etc/resolv.conf") == "nameserver 10.233.1.1\n"
+    status, out, _err = in_pod(engine, outsider, "/bin/busybox", "nslookup", "secret")
+    assert status != 0 and "10.233.0.2" not in out                        # jpt's names stay on jpt
+    status, out, _err = in_pod(engine, outsider, "/bin/busybox", "nslookup", "secret", "10.233.0.1")
+    assert status != 0 and "10.233.0.2" not in out                        # jpt's responder drops it
+    assert in_pod(engine, outsider, "/bin/busybox", "nslookup", "outsider")[0] == 0
+    status, _out, err = in_pod(engine, outsider, "/bin/busybox", "wget", "-T", "2", "-qO-",
+                               outsider.record["metadata_url"].replace("10.233.1.1", "10.233.0.1") + "/acMetadata/v1/pod/uuid")
+    assert status != 0                                                   # another network's gateway: dropped
+
+
+def test_the_host_service_follows_the_networks_in_use_and_ends_with_the_last_pod(store, engine, busybox, host, jpt):
+    from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import hostd
+    network.declare(store, network.normalize("jpt2", "10.233.1.0/24"))
+    first = run_pod(store, engine, sleeper("first", ["jpt"]))
+    state = hostd.running(store.root)
+    assert state["listen"] == {"jpt": ["10.233.0.1"]}
+    second = run_pod(store, engine, sleeper("second", ["jpt2"]))
+    again = hostd.running(store.root)
+    assert again["listen"] == {"jpt": ["10.233.0.1"], "jpt2": ["10.233.1.1"]} and again["pid"] != state["pid"]
+    os.kill(again["pid"], 9)                                              # a crash: the next start repairs it
+    assert until(lambda: hostd.running(store.root), None) is None
+    pods.stop(first, engine)
+    pods.start_supervised(store, first)
+    assert hostd.running(store.root)["listen"] == again["listen"]
+    registry = os.path.join(store.config.mountpoint, "metadata", "pods")
+    assert sorted(os.listdir(registry)) == sorted(p.key + ".json" for p in (first, second))
+    pods.destroy(first, engine)
+    assert os.listdir(registry) == [second.key + ".json"] and hostd.running(store.root)
+    pods.destroy(second, engine)
+    assert hostd.running(store.root) is None and os.listdir(registry) == []

@@ -570,17 +570,38 @@ def loopback(name, *aliases, up=True):
     return (0, text + "\tgroups: lo\n\tnd6 options=29<PERFORMNUD,IFDISABLED,NO_DAD>\n", "")
 
 
-def test_ensure_shared_network_clones_the_loopback():
-    run = FakeRunner(absent("jp-default"), OK, OK)
+def test_ensure_shared_network_clones_the_loopback_with_the_gateway_as_a_host_address():
+    """The gateway on the shared loopback is where the metadata service and the DNS responder
+    listen (freebsd_limits.metadata_addresses, shared mode); a loopback alias is /32 (ifconfig(8),
+    commands.md s11: `ifconfig lo1 inet 10.88.0.5/32 alias`)."""
+    run = FakeRunner(absent("jp-default"), OK, OK, OK)
     assert N.FreeBSDNetwork(run=run).ensure_network(DEFAULT) is True
     assert run.argvs == [["/sbin/ifconfig", "jp-default"], ["/sbin/ifconfig", "lo", "create", "name", "jp-default"],
+                         ["/sbin/ifconfig", "jp-default", "inet", "172.23.0.1/32", "alias"],
                          ["/sbin/ifconfig", "jp-default", "up"]]
 
 
+def test_ensure_shared_network_adds_both_gateways_as_host_addresses():
+    """IPv6 on a loopback: `ifconfig lo1 inet6 fd00::5 prefixlen 128 alias` (commands.md s11)."""
+    run = FakeRunner(loopback("jp-backend"), OK, OK)
+    assert N.FreeBSDNetwork(run=run).ensure_network(BACKEND) is True
+    assert run.argvs[1:] == [["/sbin/ifconfig", "jp-backend", "inet", "10.88.0.1/32", "alias"],
+                             ["/sbin/ifconfig", "jp-backend", "inet6", "fd00:88::1", "prefixlen", "128", "alias"]]
+
+
 def test_ensure_shared_network_that_exists_changes_nothing():
-    run = FakeRunner(loopback("jp-default", "172.23.0.2"))
+    run = FakeRunner(loopback("jp-default", "172.23.0.1", "172.23.0.2"))
     assert N.FreeBSDNetwork(run=run).ensure_network(DEFAULT) is False
     assert len(run.calls) == 1
+
+
+def test_the_shared_gateway_alias_is_where_the_metadata_service_listens():
+    from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import freebsd_limits
+    run = FakeRunner(absent("jp-default"), OK, OK, OK)
+    N.FreeBSDNetwork(run=run).ensure_network(DEFAULT)
+    added = [argv[3].split("/")[0] for argv in run.argvs if argv[-1] == "alias"]
+    listen = freebsd_limits.metadata_addresses([dict(DEFAULT, address="172.23.0.2")], "shared")
+    assert [address for _ifname, address in listen] == added == ["172.23.0.1"]
 
 
 @pytest.mark.parametrize("name", [recorded("ifconfig-bridge-1", lines=" lines 3-9 as the probe's output")])

@@ -2,7 +2,8 @@
 the parsing of nft output and the error classification.
 
 The golden ruleset is also what nft 1.0.6 lists back after loading it, but for the order of anonymous
-set elements (checked when it was written; tests/integration/test_linux_network.py loads rendered
+set elements, which `canonical` sorts as text (nft lists `{ 53, 18112 }`) (checked when it was
+written; tests/integration/test_linux_network.py loads rendered
 rulesets into a real kernel).
 """
 import ipaddress
@@ -41,6 +42,20 @@ table inet jetpack {
         type filter hook prerouting priority raw; policy accept;
         iifname { "jp-routed", "jp-web" } ip saddr 127.0.0.0/8 drop
         iifname { "jp-routed", "jp-web" } ip daddr 127.0.0.0/8 drop
+    }
+
+    chain services {
+        type filter hook input priority filter; policy accept;
+        iifname "jp-routed" ip daddr 10.231.2.1 udp dport 53 accept
+        iifname "jp-routed" ip daddr 10.231.2.1 tcp dport { 18112, 53 } accept
+        iifname "jp-web" ip daddr 10.231.1.1 udp dport 53 accept
+        iifname "jp-web" ip daddr 10.231.1.1 tcp dport { 18112, 53 } accept
+        iifname "jp-web" ip6 daddr fd31:231:1::1 udp dport 53 accept
+        iifname "jp-web" ip6 daddr fd31:231:1::1 tcp dport { 18112, 53 } accept
+        ip daddr { 10.231.1.1, 10.231.2.1 } udp dport 53 drop
+        ip daddr { 10.231.1.1, 10.231.2.1 } tcp dport { 18112, 53 } drop
+        ip6 daddr fd31:231:1::1 udp dport 53 drop
+        ip6 daddr fd31:231:1::1 tcp dport { 18112, 53 } drop
     }
 
     chain forward {
@@ -90,6 +105,14 @@ table inet jetpack {
         type filter hook prerouting priority raw; policy accept;
         iifname "jp-default" ip saddr 127.0.0.0/8 drop
         iifname "jp-default" ip daddr 127.0.0.0/8 drop
+    }
+
+    chain services {
+        type filter hook input priority filter; policy accept;
+        iifname "jp-default" ip daddr 172.23.0.1 udp dport 53 accept
+        iifname "jp-default" ip daddr 172.23.0.1 tcp dport { 18112, 53 } accept
+        ip daddr 172.23.0.1 udp dport 53 drop
+        ip daddr 172.23.0.1 tcp dport { 18112, 53 } drop
     }
 
     chain forward {
@@ -450,3 +473,17 @@ def test_addresses_and_subnets_in_use(monkeypatch):
     monkeypatch.setattr(L, "run", FakeRun({tuple(L.argv_addr_show()): (0, out, "")}))
     assert L.addresses_in_use() == {ipaddress.ip_address(a) for a in ("127.0.0.1", "::1", "192.0.2.2")}
     assert ipaddress.ip_network("192.0.2.0/24") in L.subnets_in_use()
+
+
+def test_the_services_chain_opens_each_gateway_to_its_own_bridge_only():
+    """The host service (hostd.py: metadata on 18112, DNS on 53) answers a network's pods on their
+    gateway; the same ports on any gateway are dropped for everyone else (another network's pods,
+    other machines), so no pod learns another network's pod names."""
+    from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import dns, metadata
+    assert (L.METADATA_PORT, L.DNS_PORT) == (metadata.DEFAULT_PORT, dns.PORT)
+    chain = L.render_ruleset([A, B], []).split("chain services {")[1].split("}\n\n")[0]
+    rules = [line.strip() for line in chain.splitlines()[2:] if line.strip()]
+    accepts = [r for r in rules if r.endswith("accept")]
+    assert all(r.startswith('iifname "jp-') for r in accepts) and len(accepts) == 6
+    assert rules.index(accepts[-1]) < min(rules.index(r) for r in rules if r.endswith("drop"))
+    assert L.render_ruleset([], []).count("chain services {\n\t\ttype filter hook input") == 1

@@ -178,6 +178,9 @@ def release(store: Store, owner: str) -> list:
 def hosts_file(records: list, record: dict) -> str:
     """/etc/hosts for one pod: localhost, itself, and every pod sharing one of its networks.
 
+    Written only into an app whose image has no /etc/hosts: an image's own file is never changed,
+    and its pod names come from the network's DNS responder (pod_names) instead.
+
     A pod on the host's network (`host`) has no address of its own and shares no network with
     other pods: its own names (pod name, hostname) are 127.0.1.1, a loopback address, as Debian
     names the host itself.
@@ -198,13 +201,30 @@ def hosts_file(records: list, record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolv_conf(dns=None, host_file="/etc/resolv.conf") -> str:
-    """/etc/resolv.conf for apps: the task's nameservers and search domains, else the host's."""
+def pod_names(records: list) -> dict:
+    """{network: {pod name: [addresses]}}: what each network's DNS responder answers (A and AAAA)."""
+    names = {}
+    for record in records:
+        for n in record.get("networks") or ():
+            if n.get("address"):
+                found = names.setdefault(n["name"], {}).setdefault(record["name"].lower(), [])
+                found += [a for a in (n["address"], n.get("address6")) if a]
+    return names
+
+
+def resolv_conf(dns=None, host_file="/etc/resolv.conf", gateway=None) -> str:
+    """/etc/resolv.conf for apps: the task's nameservers and search domains; else the pod network's
+    DNS responder at `gateway` (it answers pod names and asks the host's resolvers the rest, even
+    loopback ones a pod cannot reach); else (no network of its own) the host's file."""
     if dns and (dns.get("nameservers") or dns.get("search")):
         lines = ["nameserver %s" % ipaddress.ip_address(ns) for ns in dns.get("nameservers") or ()]
+        if not lines and gateway:
+            lines.append("nameserver %s" % ipaddress.ip_address(gateway))
         if dns.get("search"):
             lines.append("search %s" % " ".join(dns["search"]))
         return "\n".join(lines) + "\n"
+    if gateway:
+        return "nameserver %s\n" % ipaddress.ip_address(gateway)
     try:
         with open(host_file) as f:
             return f.read()

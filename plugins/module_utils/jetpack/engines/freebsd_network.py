@@ -1104,16 +1104,19 @@ class FreeBSDNetwork:
             raise InvalidInput("interface %s exists and is not a %s; network %s (%s) needs it: rename"
                                " the other interface or give the network another interface"
                                % (ifname, "loopback" if kind == "lo" else "bridge", name, mode), "interface")
-        if mode == "vnet":
-            present = {address for address, _length in info.inet + info.inet6}
-            for key, subnet_key, version in (("gateway", "subnet", 4), ("gateway6", "subnet6", 6)):
-                if not network.get(key):
-                    continue
-                subnet = _subnet(network.get(subnet_key), version, subnet_key)
-                gateway = _address(network[key], version, key)
-                if gateway not in present:
-                    self.check(argv_alias_add(ifname, "%s/%d" % (gateway, subnet.prefixlen)))
-                    changed = True
+        # The gateway is where the host service (metadata, DNS) listens for the network's pods: on
+        # the bridge with the subnet's length (vnet), on the shared loopback as a host address (a
+        # loopback alias is /32 or /128, as jail(8)'s own; commands.md s11).
+        present = {address for address, _length in info.inet + info.inet6}
+        for key, subnet_key, version in (("gateway", "subnet", 4), ("gateway6", "subnet6", 6)):
+            if not network.get(key):
+                continue
+            subnet = _subnet(network.get(subnet_key), version, subnet_key)
+            gateway = _address(network[key], version, key)
+            length = subnet.prefixlen if mode == "vnet" else subnet.max_prefixlen
+            if gateway not in present:
+                self.check(argv_alias_add(ifname, "%s/%d" % (gateway, length)))
+                changed = True
         if "UP" not in info.flags:
             self.check(argv_up(ifname))
             changed = True

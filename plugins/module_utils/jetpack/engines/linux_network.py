@@ -73,6 +73,8 @@ COMMENT = "jetpack pod networks"
 TURNED_ON = "; turned on "
 TOOLS = {"ip": "iproute2", "nft": "nftables", "nsenter": "util-linux"}
 PROC_SYS = "/proc/sys"
+METADATA_PORT = 18112           # metadata.DEFAULT_PORT: the host service on each gateway (hostd.py)
+DNS_PORT = 53
 
 _IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _COMMENT_TEXT = re.compile(r"[^A-Za-z0-9 ._:/@=,+-]")
@@ -387,6 +389,7 @@ def render_ruleset(networks, ports, forwarding=()) -> str:
     bridges = _set([n.bridge for n in nets])
     chains = [
         ("guard", "type filter hook prerouting priority raw; policy accept;", _guard_rules(bridges)),
+        ("services", "type filter hook input priority filter; policy accept;", _service_rules(nets)),
         ("forward", "type filter hook forward priority filter; policy accept;", _forward_rules(nets, bridges)),
         ("prerouting", "type nat hook prerouting priority dstnat; policy accept;", _jump_rules(pubs)),
         ("output", "type nat hook output priority -100; policy accept;", _jump_rules(pubs)),
@@ -471,6 +474,31 @@ def _guard_rules(bridges) -> list:
         return []
     return ["iifname %s ip saddr %s drop" % (bridges, LOOPBACK4),
             "iifname %s ip daddr %s drop" % (bridges, LOOPBACK4)]
+
+
+def _service_rules(nets) -> list:
+    """The host service (metadata, DNS) on a network's gateway answers that network's pods only: a
+    pod of another network, or another machine, must not learn a network's pod names."""
+    rules, gateways = [], {4: [], 6: []}
+    for n in nets:
+        for family, gateway in (("ip", n.gateway), ("ip6", n.gateway6)):
+            if gateway is None:
+                continue
+            gateways[gateway.version].append(str(gateway))
+            rules += ['iifname "%s" %s daddr %s udp dport %d accept' % (n.bridge, family, gateway, DNS_PORT),
+                      'iifname "%s" %s daddr %s tcp dport { %d, %d } accept'  # nft's own order would be 53 first
+                      % (n.bridge, family, gateway, METADATA_PORT, DNS_PORT)]
+    for version, family in ((4, "ip"), (6, "ip6")):
+        if gateways[version]:
+            addresses = _values(sorted(gateways[version], key=ipaddress.ip_address))
+            rules += ["%s daddr %s udp dport %d drop" % (family, addresses, DNS_PORT),
+                      "%s daddr %s tcp dport { %d, %d } drop" % (family, addresses, METADATA_PORT, DNS_PORT)]
+    return rules
+
+
+def _values(values) -> str:
+    """An nft value or anonymous set of unquoted values."""
+    return values[0] if len(values) == 1 else "{ %s }" % ", ".join(values)
 
 
 def _forward_rules(nets, bridges) -> list:
