@@ -112,6 +112,20 @@ options:
         description: Annotations of the app.
         type: dict
         default: {}
+      isolators:
+        description:
+          - The app's appc isolators, each a dict with C(name) and C(value), as in the image manifest's C(app.isolators),
+            which they replace.
+          - V(resource/memory) and V(resource/cpu) give the app its own, lower limits within the pod's
+            (on Linux, a cgroup of its own); a limit is required, a request defaults to it.
+          - V(os/linux/capabilities-retain-set) or V(os/linux/capabilities-remove-set) narrow appc's default set of
+            14 capabilities, which every process of the app gets (C(jetpack exec) included). An app running as
+            another user than root keeps only a retain set, as ambient capabilities.
+          - V(os/linux/no-new-privileges) with V(true) stops setuid programs and file capabilities from raising
+            privileges.
+          - Defaults to the isolators of the image's app.
+        type: list
+        elements: dict
   volumes:
     description:
       - The volumes the apps mount.
@@ -184,14 +198,18 @@ options:
         description: The port on the host; refused when already published or in use.
         type: int
         required: true
+      name:
+        description:
+          - The name of a port an app's image declares (its manifest's C(app.ports)), as appc pod manifests name
+            them; O(ports[].pod_port) and O(ports[].protocol) then come from the image.
+        type: str
       pod_port:
-        description: The port in the pod. Defaults to O(ports[].host_port).
+        description: The port in the pod. Defaults to the named image port, else to O(ports[].host_port).
         type: int
       protocol:
-        description: The protocol.
+        description: The protocol. Defaults to the named image port's, else to V(tcp).
         type: str
         choices: [tcp, udp]
-        default: tcp
       host_ip:
         description: Only this host address; all of them when omitted.
         type: str
@@ -237,6 +255,42 @@ options:
         C(allow.raw_sockets). Ignored on Linux.
     type: dict
     default: {}
+  limits:
+    description:
+      - Resource limits of the whole pod, the friendly form of the appc isolators V(resource/memory) and
+        V(resource/cpu). They bound every app's own limits.
+      - On Linux they are one cgroup per pod (v1 or v2); going past O(limits.memory) gets a process killed (swap is
+        capped too). On FreeBSD they are rctl(8) rules on the jail, which need C(kern.racct.enable=1) in
+        C(/boot/loader.conf); a pod with limits on a host without it is refused at start, saying so.
+    type: dict
+    suboptions:
+      memory:
+        description: Memory, in bytes or with a suffix, V(512M) (10^6) or V(512Mi) (2^20).
+        type: str
+      cpu:
+        description: CPU, in cores, V(500m) being half a core and V(2) two cores.
+        type: str
+      processes:
+        description: The most processes (and threads) the pod may have at once.
+        type: int
+      open_files:
+        description: The most open files of each process (RLIMIT_NOFILE on Linux, the jail's total on FreeBSD).
+        type: int
+  isolators:
+    description:
+      - appc isolators of the whole pod, each a dict with C(name) and C(value), such as V(resource/memory)
+        (not also in O(limits)) or V(os/unix/sysctl). They bound the apps' (O(apps[].isolators)).
+      - An isolator this host cannot enforce is reported in the C(isolators) result and as a warning, as appc
+        requires; O(strict) refuses the pod instead.
+    type: list
+    elements: dict
+  strict:
+    description:
+      - Refuse the pod, creating nothing, when this host cannot enforce one of its isolators or limits (for
+        example V(os/unix/sysctl), or memory limits without the cgroup memory controller).
+      - Only checked when the pod is made; changing it alone does not replace a pod.
+    type: bool
+    default: false
   recreate:
     description: Replace the pod even when nothing differs.
     type: bool
@@ -245,7 +299,7 @@ options:
     description:
       - Per option, how a difference is judged. V(strict) replaces the pod on a difference, V(ignore) never does.
         Keys are V(apps), V(volumes), V(annotations), V(hostname), V(restart), V(stop_timeout), V(jail),
-        V(networks), V(ports), V(dns) or V(*).
+        V(networks), V(ports), V(dns), V(isolators) (O(limits) and O(isolators)) or V(*).
       - Needing V(ignore) to avoid unwanted replacements is a bug; please report it.
     type: dict
     default: {}
@@ -284,6 +338,22 @@ EXAMPLES = r"""
          mounts: [{volume: work, path: /work}]}
     volumes:
       - {name: work, kind: empty, mode: "1777"}
+
+- name: A pod held to half a core and 256 MiB, whose app drops raw sockets and cannot gain privileges
+  jetpack.runtime.jetpack_pod:
+    name: limited
+    limits: {memory: 256Mi, cpu: 500m, processes: 200, open_files: 4096}
+    strict: true    # refuse the pod on a host that cannot enforce all of it
+    apps:
+      - name: httpd
+        image: example.com/busybox
+        exec: [/bin/httpd, -f, -p, "8080"]
+        isolators:
+          - {name: os/linux/capabilities-remove-set, value: {set: [CAP_NET_RAW]}}
+          - {name: os/linux/no-new-privileges, value: true}
+    networks: [default]
+    ports:
+      - {name: http, host_port: 8080}    # a port the image's manifest names; its number and protocol come from it
 
 - name: Stop a pod, keeping it
   jetpack.runtime.jetpack_pod:
@@ -359,8 +429,23 @@ pod:
       description: The directory holding each app's log file.
       type: str
       sample: /var/jetpack/pods/3c1f6a528c1e4f539a551d9f7f1c2b11/logs
+    isolators:
+      description: What the host enforces of the pod's isolators and limits, as the C(isolators) result says.
+      type: dict
+      sample: {pod: {enforced: [resource/memory], unenforceable: []}, apps: {}}
+
+isolators:
+  description:
+    - What the host enforces of the pod's limits and isolators and of each app's own, by appc name (V(limits.processes)
+      and V(limits.open_files) for the limits appc has no isolator for). Anything unenforceable is also a warning.
+  returned: always
+  type: dict
+  sample:
+    pod: {enforced: [resource/memory], unenforceable: [os/unix/sysctl]}
+    apps: {httpd: {enforced: [os/linux/capabilities-remove-set], unenforceable: []}}
 differences:
   description: The options that differed and made the pod be replaced.
+
   returned: always
   type: list
   elements: str
@@ -377,13 +462,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.common import (
     Changes, argument_spec, open_store, run_module)
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, engines, pods
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import appc, engines, isolators, pods
+
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InvalidInput, NotFound
 
 COMPARED = ("apps", "volumes", "annotations", "hostname", "restart", "stop_timeout", "jail", "networks", "ports",
-            "dns")
+            "dns", "isolators")
 SPEC_OPTIONS = ("name", "apps", "volumes", "annotations", "hostname", "restart", "restart_retries",
-                "stop_timeout", "jail", "networks", "ports", "dns")
+                "stop_timeout", "jail", "networks", "ports", "dns", "limits", "isolators", "strict")
+NO_ISOLATORS = {"pod": {"enforced": [], "unenforceable": []}, "apps": {}}
 
 
 def summary(pod):
@@ -404,6 +491,16 @@ def ignored_options(comparisons):
     return {key for key in COMPARED if comparisons.get(key, comparisons.get("*", "strict")) == "ignore"}
 
 
+def isolators_result(module, record):
+    """The `isolators` result of a pod's record; a warning names what the host does not enforce."""
+    report = (record or {}).get("isolators_report") or NO_ISOLATORS
+    missing = isolators.unenforced_names(report)
+    if missing:
+        module.warn("this host does not enforce %s; the pod runs without them (set strict to refuse it)"
+                    % "; ".join(missing))
+    return report
+
+
 def work(module):
     params = module.params
     store = open_store(module)
@@ -418,13 +515,14 @@ def work(module):
             changes.after = {"exists": False}
             if not module.check_mode:
                 pods.destroy(pod, engine)
-        return changes.result(pod=None, differences=[])
+        return changes.result(pod=None, differences=[], isolators=NO_ISOLATORS)
 
     wanted = None
     if params["apps"]:
         wanted = pods.reify(store, {k: params[k] for k in SPEC_OPTIONS}, engine.name)
     elif pod is None:
         raise NotFound("pod %s does not exist; give apps to create it" % name)
+    report = isolators_result(module, wanted if wanted is not None else pod.record)
     if pod is not None and wanted is not None:
         differences = pods.spec_differences(pod.record, wanted, ignored_options(params["comparisons"]))
         if differences or params["recreate"]:
@@ -432,7 +530,7 @@ def work(module):
                            exists=True, state="stopped",
                            apps=[{"name": a["name"], "image_id": a["image_id"]} for a in wanted["apps"]])
             if module.check_mode:
-                return changes.result(pod=None, differences=differences)
+                return changes.result(pod=None, differences=differences, isolators=report)
             pods.destroy(pod, engine)
             pod = None
     if pod is None:
@@ -442,10 +540,10 @@ def work(module):
         if module.check_mode:
             if params["state"] in ("started", "restarted"):
                 changes.record("started pod %s" % name, state="running")
-            return changes.result(pod=None, differences=differences)
+            return changes.result(pod=None, differences=differences, isolators=report)
         pod = pods.create(store, wanted, engine)
     apply_run_state(module, store, engine, pod, changes)
-    return changes.result(pod=pod.info(), differences=differences)
+    return changes.result(pod=pod.info(), differences=differences, isolators=report)
 
 
 def apply_run_state(module, store, engine, pod, changes):
@@ -473,7 +571,7 @@ def main():
         working_directory=dict(type="str"), read_only_rootfs=dict(type="bool", default=False),
         mounts=dict(type="list", elements="dict", options=mount),
         pre_start=dict(type="list", elements="str"), post_stop=dict(type="list", elements="str"),
-        annotations=dict(type="dict", default={}),
+        annotations=dict(type="dict", default={}), isolators=dict(type="list", elements="dict"),
     )
     volume = dict(
         name=dict(type="str", required=True), kind=dict(type="str", choices=["host", "empty", "jetpack"]),
@@ -489,8 +587,8 @@ def main():
             volumes=dict(type="list", elements="dict", default=[], options=volume),
             networks=dict(type="list", elements="raw"),
             ports=dict(type="list", elements="dict", default=[], options=dict(
-                host_port=dict(type="int", required=True), pod_port=dict(type="int"),
-                protocol=dict(type="str", default="tcp", choices=["tcp", "udp"]), host_ip=dict(type="str"))),
+                host_port=dict(type="int", required=True), name=dict(type="str"), pod_port=dict(type="int"),
+                protocol=dict(type="str", choices=["tcp", "udp"]), host_ip=dict(type="str"))),
             dns=dict(type="dict", options=dict(nameservers=dict(type="list", elements="str"),
                                                search=dict(type="list", elements="str"))),
             annotations=dict(type="dict", default={}),
@@ -499,6 +597,10 @@ def main():
             restart_retries=dict(type="int", default=3),
             stop_timeout=dict(type="int", default=10),
             jail=dict(type="dict", default={}),
+            limits=dict(type="dict", options=dict(memory=dict(type="str"), cpu=dict(type="str"),
+                                                  processes=dict(type="int"), open_files=dict(type="int"))),
+            isolators=dict(type="list", elements="dict"),
+            strict=dict(type="bool", default=False),
             recreate=dict(type="bool", default=False),
             comparisons=dict(type="dict", default={}),
         ),

@@ -67,7 +67,9 @@ pods:
       restart: {policy: "no", max_retries: 3}
       stop_timeout: 10
       logs: /var/jetpack/pods/3c1f6a528c1e4f539a551d9f7f1c2b11/logs
+      isolators: {pod: {enforced: [resource/memory], unenforceable: []}, apps: {httpd: {enforced: [], unenforceable: []}}}
 """
+
 
 from ansible.module_utils.basic import AnsibleModule
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import execution
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.capabilities import DEFAULT_SET
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines import linux
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.engines.linux import LinuxEngine
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import JetpackError
@@ -198,7 +199,8 @@ def test_apps_of_a_pod_see_each_others_processes(engine, started, tmp_path):
 
 
 def test_the_pod_root_is_not_the_host_root(engine, started, tmp_path):
-    record = make_record(tmp_path)
+    # appc's default capability set has no CAP_SYS_PTRACE, which looking into PID 1's root takes
+    record = make_record(tmp_path, isolators={"capabilities": {"retain": sorted(DEFAULT_SET | {"CAP_SYS_PTRACE"})}})
     context = started(record)
     status, output = run(engine, record, context, "a", ["stat", "-c", "%d %i", "/", "/proc/1/root/"])
     assert status == 0, output

@@ -1138,18 +1138,19 @@ HOOKS_RULES = 'anchor "jetpack/*" all\n'                                 # sourc
 
 
 def test_sync_networks_sets_up_the_networks_in_use_and_removes_the_others():
-    run = FakeRunner((0, HOOKS_NAT, ""), (0, HOOKS_RULES, ""), absent("jp-default"), OK, OK, OK, OK, OK)
+    run = FakeRunner((0, HOOKS_NAT, ""), (0, HOOKS_RULES, ""), absent("jp-default"), OK, OK, OK, OK, OK, OK)
     F.FreeBSDEngine(run=run, egress_if="em0").sync_networks([DEFAULT_NET], [], [BACKEND_NET])
     assert run.calls == [
         ["/sbin/pfctl", "-P", "-s", "nat"], ["/sbin/pfctl", "-P", "-s", "rules"],   # pf.conf hooks there?
         [IFCONFIG, "jp-default"],                                                    # ifconfig(8) probe
         [IFCONFIG, "lo", "create", "name", "jp-default"],                            # a cloned lo(4)
+        [IFCONFIG, "jp-default", "inet", "172.23.0.1/32", "alias"],  # the gateway: hostd listens there
         [IFCONFIG, "jp-default", "up"],
         pf_load("jetpack/nat-default"),                                              # pfctl(8) -a -f -
         pf_flush("jetpack/nat-backend"), [IFCONFIG, "jp-backend", "destroy"],        # unused: removed
     ]
-    assert run.stdins[5] == N.render_nat_anchor(DEFAULT_NET, "em0")
-    assert run.stdins[5] == (GOLDEN / "network" / "nat-default.pf").read_text()
+    assert run.stdins[6] == N.render_nat_anchor(DEFAULT_NET, "em0")
+    assert run.stdins[6] == (GOLDEN / "network" / "nat-default.pf").read_text()
 
 
 def test_sync_networks_makes_a_vnet_network_a_bridge_with_its_gateway():
@@ -1223,3 +1224,89 @@ def test_the_engine_offers_every_method_pods_py_calls():
     assert {"addresses_in_use", "check_ports", "sync_networks", "prepare", "stop"} <= called
     engine = F.FreeBSDEngine(run=FakeRunner())
     assert [name for name in sorted(called) if not callable(getattr(engine, name, None))] == []
+
+
+# --- limits: rctl(8) rules around the jail (issue 7) -------------------------------------------------------
+# rctl(8) RULE SYNTAX "subject:subject-id:resource:action=amount" with subject jail and the jail's name;
+# rctl(8) -a adds a rule and prints nothing, -r removes every rule matching a filter; sysctl(8) -n prints
+# the value alone (source-derived: no recording exists, outputs/MISSING.md). rctl(4) LOADER TUNABLES:
+# kern.racct.enable is a boot-time tunable, so a host without it is refused, never changed.
+LIMITED = {"memory": {"request": 64 << 20, "limit": 64 << 20}, "cpu": {"request": 500, "limit": 500},
+           "processes": 50, "open_files": 1024}
+
+
+def limited(tmp_path):
+    rec = prepared(tmp_path)
+    rec["isolators"] = dict(LIMITED)
+    return rec
+
+
+def rctl_rules(rec):
+    name = F.jail_name(rec)
+    return ["jail:%s:memoryuse:deny=%d" % (name, 64 << 20), "jail:%s:pcpu:deny=50" % name,
+            "jail:%s:maxproc:deny=50" % name, "jail:%s:openfiles:deny=1024" % name]
+
+
+def test_start_of_a_limited_pod_adds_its_rctl_rules_before_jail_c(tmp_path):
+    rec = limited(tmp_path)
+    name = F.jail_name(rec)
+    run = FakeRunner((0, "1\n", ""), (0, "", ""), *[(0, "", "")] * 4, (0, "7\n", ""))
+    assert F.FreeBSDEngine(run=run).start(rec) == {"jid": 7, "name": name}
+    assert run.calls == ([["/sbin/sysctl", "-n", "kern.racct.enable"], ["/usr/bin/rctl", "-r", "jail:" + name]]
+                         + [["/usr/bin/rctl", "-a", rule] for rule in rctl_rules(rec)]
+                         + [["/usr/sbin/jail", "-i", "-f", F.conf_path(rec), "-c", name]])
+
+
+def test_start_with_racct_off_is_refused_before_anything_runs(tmp_path):
+    rec = limited(tmp_path)
+    run = FakeRunner((0, "0\n", ""))
+    with pytest.raises(CommandError, match=r"kern\.racct\.enable=1 to /boot/loader\.conf and reboot"):
+        F.FreeBSDEngine(run=run).start(rec)
+    assert run.calls == [["/sbin/sysctl", "-n", "kern.racct.enable"]]
+
+
+def test_start_refused_by_rctl_recorded_racct_disabled_creates_no_jail(tmp_path):
+    """outputs/rctl-disabled-1: what rctl -a says when RACCT is compiled in but off."""
+    rec = limited(tmp_path)
+    disabled = (1, "", "rctl: RACCT/RCTL present, but disabled; enable using kern.racct.enable=1 tunable\n")
+    run = FakeRunner((0, "1\n", ""), (0, "", ""), disabled, (0, "", ""))
+    with pytest.raises(CommandError, match="RACCT, which is off on this host: add kern.racct.enable=1"):
+        F.FreeBSDEngine(run=run).start(rec)
+    assert run.calls[-1] == ["/usr/bin/rctl", "-r", "jail:" + F.jail_name(rec)]
+    assert not any(call[0] == "/usr/sbin/jail" for call in run.calls)
+
+
+def test_a_failed_jail_c_removes_the_rules_again(tmp_path):
+    rec = limited(tmp_path)
+    name = F.jail_name(rec)
+    failed = (1, "", 'jail: "%s" already exists\n' % name)   # source-derived, as the test above
+    run = FakeRunner((0, "1\n", ""), (0, "", ""), *[(0, "", "")] * 4, failed, (0, "", ""))
+    with pytest.raises(CommandError):
+        F.FreeBSDEngine(run=run).start(rec)
+    assert run.calls[-1] == ["/usr/bin/rctl", "-r", "jail:" + name]
+
+
+def test_stop_of_a_limited_pod_removes_its_rules_after_jail_r(tmp_path):
+    rec = limited(tmp_path)
+    name = F.jail_name(rec)
+    run = FakeRunner((0, name + ": removed\n", ""), (0, "", ""))
+    F.FreeBSDEngine(run=run).stop(rec, {"jid": 7, "name": name})
+    assert run.calls == [["/usr/sbin/jail", "-f", F.conf_path(rec), "-r", name], ["/usr/bin/rctl", "-r", "jail:" + name]]
+
+
+def test_stop_keeps_the_rules_of_a_jail_that_could_not_be_removed_source_derived(tmp_path):
+    rec = limited(tmp_path)
+    target = rec["apps"][0]["rootfs"] + "/dev"
+    run = FakeRunner((1, "", "jail: %s: /sbin/umount %s: failed\n" % (F.jail_name(rec), target)))
+    with pytest.raises(F.JailMountError):
+        F.FreeBSDEngine(run=run).stop(rec, {"jid": 7})
+    assert len(run.calls) == 1   # the jail may still run: its limits stay
+
+
+def test_pods_without_limits_run_no_rctl(tmp_path):
+    rec = prepared(tmp_path)
+    rec["isolators"] = {"capabilities": {"remove": ["CAP_KILL"]}}   # nothing rctl(8) enforces
+    run = FakeRunner((0, "7\n", ""), (0, F.jail_name(rec) + ": removed\n", ""))
+    engine = F.FreeBSDEngine(run=run)
+    engine.stop(rec, engine.start(rec))
+    assert [call[0] for call in run.calls] == ["/usr/sbin/jail", "/usr/sbin/jail"]

@@ -359,7 +359,7 @@ def _check_app(app, field):
     if app.get("environment") is not None:
         _check_environment(app["environment"], _join(field, "environment"))
     if app.get("isolators") is not None:
-        _check_isolators(app["isolators"], _join(field, "isolators"))
+        check_isolators(app["isolators"], _join(field, "isolators"))
     if app.get("mountPoints") is not None:
         _check_mount_points(app["mountPoints"], _join(field, "mountPoints"))
     if app.get("ports") is not None:
@@ -512,7 +512,7 @@ def _check_rfc3339(value, field):
 
 # ---------------------------------------------------------------- isolators
 
-def _check_isolators(isolators, field):
+def check_isolators(isolators, field):
     seen = {}
     for index, isolator in enumerate(_require_list(isolators, field)):
         where = "%s[%d]" % (field, index)

@@ -10,10 +10,14 @@ Paths inside a rootfs are resolved from the host with the rootfs as "/": every c
 looked at with lstat relative to its parent's fd, symlinks are followed inside the rootfs
 (absolute targets start again at its top) and one that climbs out with ".." is refused.
 
-spawn() forks; the child enters the pod (engine.attach), forks once more when the engine needs it
-(Linux: a PID namespace applies to children only), chroots into /app/<app>/rootfs, changes to the
-working directory, drops to the resolved credentials and execs. Until execve succeeds, any error
-is written to a close-on-exec pipe and raised in the parent as a JetpackError.
+spawn() forks; the child joins the app's limits (engine.join_limits: the Linux cgroup leaf), enters
+the pod (engine.attach), forks once more when the engine needs it (Linux: a PID namespace applies to
+children only), chroots into /app/<app>/rootfs, changes to the working directory, sets the app's
+RLIMIT_NOFILE, drops to the resolved credentials (on Linux inside capabilities.apply, which leaves
+the process the app's capability sets for its uid) and execs. Every process of an app, `jetpack
+exec` as root included, goes this way, so none holds more than the app's capabilities. Until
+execve succeeds, any error is written to a close-on-exec pipe and raised in the parent as a
+JetpackError.
 """
 from __future__ import annotations
 
@@ -24,15 +28,19 @@ import signal
 import stat
 from collections import namedtuple
 
+from . import capabilities, cgroups
 from .errors import InvalidInput, JetpackError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-METADATA_URL = ""  # no metadata service yet
+METADATA_URL = ""  # a pod without a network has no metadata service (hostd.py)
 EXECUTOR = "jetpack"
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
 MAX_ACCOUNTS_FILE = 16 << 20
 
 Credentials = namedtuple("Credentials", "uid gid groups")
+# What a process of an app is held to besides its pod: credentials, RLIMIT_NOFILE (None: the
+# host's) and the capabilities.Plan of its sets (None: the engine has no capabilities to narrow).
+Confinement = namedtuple("Confinement", "credentials open_files capabilities")
 ROOT = Credentials(0, 0, ())
 PasswdEntry = namedtuple("PasswdEntry", "name uid gid")
 GroupEntry = namedtuple("GroupEntry", "name gid members")
@@ -41,11 +49,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 # --- environment ----------------------------------------------------------------------------
-def build_environment(app: dict) -> dict:
+def build_environment(app: dict, metadata_url: str = METADATA_URL) -> dict:
     """Exactly what the app's processes get, in this order; appc's variables are the runtime's."""
     own = app.get("environment") or {}
     environment = {"PATH": own.get("PATH", DEFAULT_PATH), "AC_APP_NAME": app["name"],
-                   "AC_METADATA_URL": METADATA_URL, "container": EXECUTOR}
+                   "AC_METADATA_URL": metadata_url, "container": EXECUTOR}
     for name, value in own.items():
         if not name or "=" in name or "\0" in name or "\0" in value:
             raise InvalidInput("app %s: environment variable %r: a name must be non-empty without '=' and "
@@ -321,8 +329,9 @@ def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = F
     argv = list(app["exec"] if argv is None else argv)
     if not argv or not argv[0]:
         raise InvalidInput("app %s: nothing to run; give exec" % app["name"], field="exec")
-    environment = build_environment(app)
+    environment = build_environment(app, record.get("metadata_url") or METADATA_URL)
     credentials = ROOT if as_root else resolve_credentials(app)
+    confinement = _confinement(engine, app, credentials)
     forks = getattr(engine, "fork_after_attach", False)
     if forks:
         engine.set_child_subreaper()
@@ -332,7 +341,7 @@ def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = F
     pid_read, pid_write = os.pipe() if forks else (None, None)
     pid = os.fork()
     if pid == 0:
-        _child(engine, record, context, app, argv, environment, credentials, (stdin, stdout, stderr), write_end,
+        _child(engine, record, context, app, argv, environment, confinement, (stdin, stdout, stderr), write_end,
                pid_write, action)
     os.close(write_end)
     try:
@@ -347,6 +356,15 @@ def spawn(engine, record: dict, context: dict, app, argv=None, as_root: bool = F
         if forks:
             os.close(pid_read)
     return _outcome(app, app_pid, report)
+
+
+def _confinement(engine, app: dict, credentials: Credentials) -> Confinement:
+    """What the app's process is held to, whoever runs it (the app, its handlers, `jetpack exec` as the
+    app's user or as root): its open files and, on Linux, its capability sets computed for the uid it
+    runs as (docs/executor.md). Its cgroup is the engine's (join_limits)."""
+    isolators = app.get("isolators") or {}
+    plan = capabilities.compute(isolators, credentials.uid) if getattr(engine, "name", "") == "linux" else None
+    return Confinement(credentials, isolators.get("open_files"), plan)
 
 
 def _find_app(record: dict, app) -> dict:
@@ -382,7 +400,7 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _child(engine, record, context, app, argv, environment, credentials, fds, report, pid_report,
+def _child(engine, record, context, app, argv, environment, confinement, fds, report, pid_report,
            action=None) -> None:
     """The forked child: enter the pod (then fork again when pid_report is given), become the app.
     Never returns."""
@@ -391,6 +409,9 @@ def _child(engine, record, context, app, argv, environment, credentials, fds, re
         # Copies above 2, so that dup2 onto 0..2 later cannot clobber one another.
         stdio = [fcntl.fcntl(null if fd is None else fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
         close_other_fds(stdio + [fd for fd in (report, pid_report) if fd is not None])
+        join_limits = getattr(engine, "join_limits", None)
+        if join_limits is not None:  # before attach: the pod's mount namespace hides /sys/fs/cgroup
+            join_limits(record, app)
         engine.attach(record, context)
         if pid_report is not None:
             pid = os.fork()
@@ -398,7 +419,7 @@ def _child(engine, record, context, app, argv, environment, credentials, fds, re
                 os.write(pid_report, b"%d" % pid)
                 os._exit(0)
             os.close(pid_report)
-        _become_app(app, argv, environment, credentials, stdio, action)
+        _become_app(app, argv, environment, confinement, stdio, action)
     except BaseException as error:  # noqa: B902 - the parent must hear about anything
         with contextlib.suppress(BaseException):
             os.write(report, describe(error).encode("utf-8", "replace"))
@@ -406,7 +427,7 @@ def _child(engine, record, context, app, argv, environment, credentials, fds, re
         os._exit(127)
 
 
-def _become_app(app, argv, environment, credentials, stdio, action=None) -> None:
+def _become_app(app, argv, environment, confinement, stdio, action=None) -> None:
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)  # inheritable
     default_signals()
@@ -417,17 +438,34 @@ def _become_app(app, argv, environment, credentials, stdio, action=None) -> None
     except OSError as error:
         raise JetpackError("cannot enter its rootfs %s in the pod: %s" % (rootfs, error.strerror)) from None
     _enter_working_directory(app.get("working_directory") or "/")
-    try:
-        os.setgroups(list(credentials.groups))
-        os.setgid(credentials.gid)
-        os.setuid(credentials.uid)
-    except OSError as error:
-        raise JetpackError("cannot switch to uid %d, gid %d, groups %s: %s"
-                           % (credentials.uid, credentials.gid, list(credentials.groups), error.strerror)) from None
+    if confinement.open_files:
+        cgroups.set_open_files(confinement.open_files)
+    _drop_privileges(confinement)
     if action is not None:
         action()
         os._exit(0)
     _execute(argv, environment)
+
+
+def _drop_privileges(confinement: Confinement) -> None:
+    """Switch to the app's credentials; on Linux inside capabilities.apply, which narrows the sets around it."""
+    credentials = confinement.credentials
+
+    def switch():
+        try:
+            os.setgroups(list(credentials.groups))
+            os.setgid(credentials.gid)
+            os.setuid(credentials.uid)
+        except OSError as error:
+            raise JetpackError("cannot switch to uid %d, gid %d, groups %s: %s"
+                               % (credentials.uid, credentials.gid, list(credentials.groups), error.strerror)) from None
+    if confinement.capabilities is None:
+        switch()
+        return
+    try:
+        capabilities.apply(confinement.capabilities, switch)
+    except OSError as error:
+        raise JetpackError("cannot set the app's capabilities: %s" % describe(error)) from None
 
 
 def _enter_working_directory(path: str) -> None:

@@ -102,7 +102,7 @@ def parse(isolators, scope: str, field: str = "isolators") -> dict:
     if isolators is None:
         return {}
     # The same schema checks as image manifests get (known names, value shapes, no duplicates, no conflicts).
-    appc._check_isolators(isolators, field)
+    appc.check_isolators(isolators, field)
     result = {}
     for index, isolator in enumerate(isolators):
         name, value, where = isolator["name"], isolator["value"], "%s[%d]" % (field, index)
@@ -241,3 +241,75 @@ def plan(isolators: dict, engine_capabilities, strict: bool = False, where: str 
         raise InvalidInput("%s: this host cannot enforce %s; remove them or turn strict off to run without them"
                            % (where, ", ".join(unenforceable)), "strict")
     return enforced, unenforceable
+
+
+# Per scope: a FreeBSD pod is one jail, and rctl(8) limits a jail, not one app of it.
+APP_ENFORCES = {
+    "linux": frozenset(("memory", "cpu", "capabilities", "no_new_privileges")),
+    "freebsd": frozenset(),
+}
+CGROUP_KEYS = ("memory", "cpu", "processes")
+
+
+def enforceable(engine_name: str, scope: str) -> frozenset:
+    """What this host's engine enforces in a scope ("pod" or "app"); on Linux, what its cgroups allow."""
+    wanted = (ENGINE_ENFORCES if scope == "pod" else APP_ENFORCES).get(engine_name, frozenset())
+    if engine_name != "linux":
+        return wanted
+    from . import cgroups  # reads /proc: only where pods run on Linux
+    return wanted & (cgroups.supported(cgroups.detect()) | {"capabilities", "no_new_privileges"})
+
+
+def report(pod: dict, apps: dict, engine_name: str, strict: bool = False) -> dict:
+    """{"pod": {"enforced", "unenforceable"}, "apps": {name: {...}}} for a pod's isolators and each
+    app's own; with strict, one InvalidInput naming everything unenforceable, in every scope."""
+    result = {"pod": _scope_report(pod, enforceable(engine_name, "pod"))}
+    app_enforces = enforceable(engine_name, "app")
+    result["apps"] = {name: _scope_report(own, app_enforces) for name, own in apps.items()}
+    if strict:
+        missing = ["%s (%s)" % (", ".join(entry["unenforceable"]), where)
+                   for where, entry in [("pod", result["pod"])] + [("app " + n, e) for n, e in result["apps"].items()]
+                   if entry["unenforceable"]]
+        if missing:
+            raise InvalidInput("strict: the %s engine of this host cannot enforce %s; remove them or set strict "
+                               "to false to run without them" % (engine_name, "; ".join(missing)), "strict")
+    return result
+
+
+def _scope_report(isolators: dict, engine_enforces) -> dict:
+    enforced, unenforceable = plan(isolators, engine_enforces)
+    return {"enforced": enforced, "unenforceable": unenforceable}
+
+
+def unenforced_names(report_: dict) -> list:
+    """"<scope>: <isolator>" for everything a report says is not enforced (for a module warning)."""
+    found = ["pod: %s" % name for name in report_["pod"]["unenforceable"]]
+    for app, entry in sorted(report_["apps"].items()):
+        found += ["app %s: %s" % (app, name) for name in entry["unenforceable"]]
+    return found
+
+
+def cgroup_limits(isolators: dict) -> dict:
+    """The part of normalized isolators that a Linux cgroup enforces."""
+    return {key: isolators[key] for key in CGROUP_KEYS if key in isolators}
+
+
+# --- back to appc -------------------------------------------------------------------------------
+def to_appc(isolators: dict) -> list:
+    """Normalized isolators as an appc isolator list (the pod manifest's); limits.processes and
+    limits.open_files have no appc isolator and are left out."""
+    found = []
+    if "memory" in isolators:
+        found.append({"name": MEMORY, "value": {k: str(isolators["memory"][k]) for k in ("request", "limit")}})
+    if "cpu" in isolators:
+        found.append({"name": CPU, "value": {k: "%dm" % isolators["cpu"][k] for k in ("request", "limit")}})
+    capabilities = isolators.get("capabilities") or {}
+    for key, name in (("retain", RETAIN), ("remove", REMOVE)):
+        if key in capabilities:
+            found.append({"name": name, "value": {"set": list(capabilities[key])}})
+    if isolators.get("no_new_privileges"):
+        found.append({"name": NO_NEW_PRIVILEGES, "value": True})
+    if "sysctl" in isolators:
+        found.append({"name": SYSCTL, "value": dict(isolators["sysctl"])})
+    found += [{"name": name, "value": value} for name, value in sorted((isolators.get("other") or {}).items())]
+    return found

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
+import sys
 import time
 import uuid as uuidlib
 from typing import Optional
@@ -26,8 +28,9 @@ RECORD = "pod.json"
 POD = "jetpack:pod"  # on every dataset of a pod: the pod's key (its UUID as 32 hex digits)
 RESTART_POLICIES = ("no", "on-failure", "always")
 DEFAULT_NETWORKS = ["none"]  # what a pod joins when its task names no networks
-NETWORKED_ENGINES = ("linux",)  # the FreeBSD parts are contract-tested, not yet wired
+NETWORKED_ENGINES = ("linux", "freebsd")
 VOLUME_KINDS = ("host", "empty", "jetpack")
+NO_ISOLATORS = {"pod": {"enforced": [], "unenforceable": []}, "apps": {}}  # the report of a pod without any
 
 
 # --- reifying -----------------------------------------------------------------------------------
@@ -35,7 +38,8 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
     """The PodRecord (without uuid and paths) a spec asks for; errors name the option to fix.
 
     spec: {"name", "hostname", "apps": [...], "volumes": [...], "annotations": {}, "restart",
-    "restart_retries", "stop_timeout", "jail": {}} as the jetpack_pod module documents them.
+    "restart_retries", "stop_timeout", "jail": {}, "limits": {}, "isolators": [], "strict"} as the
+    jetpack_pod module documents them.
     """
     name = appc.validate_acname(spec["name"], "name")
     apps_spec = spec.get("apps") or []
@@ -43,8 +47,10 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
         raise InvalidInput("a pod needs at least one app in apps", field="apps")
     known = images.list_images(store)
     volumes = [_volume(v, i) for i, v in enumerate(spec.get("volumes") or [])]
-    apps = [_app(store, a, i, known, volumes) for i, a in enumerate(apps_spec)]
+    image_ports = {}
+    apps = [_app(store, a, i, known, volumes, image_ports) for i, a in enumerate(apps_spec)]
     _unique([a["name"] for a in apps], "apps", "app")
+    pod_isolators, report = _isolators(spec, apps, engine_name)
     _unique([v["name"] for v in volumes], "volumes", "volume")
     _check_mounts(apps, volumes)
     policy = spec.get("restart") or "no"
@@ -61,8 +67,11 @@ def reify(store: Store, spec: dict, engine_name: str) -> dict:
         "apps": apps,
         "volumes": volumes,
         "networks": _networks(spec.get("networks")),
-        "ports": [_port(p, i) for i, p in enumerate(spec.get("ports") or [])],
+        "ports": [_port(p, i, image_ports) for i, p in enumerate(spec.get("ports") or [])],
         "dns": _dns(spec.get("dns")),
+        "isolators": pod_isolators,
+        "strict": bool(spec.get("strict", False)),
+        "isolators_report": report,
     }
     if (record["networks"] or record["ports"]) and engine_name not in NETWORKED_ENGINES:
         raise InvalidInput("pods on %s have loopback only in this release: leave networks and ports out"
@@ -93,12 +102,33 @@ def _networks(value) -> list:
             for e in entries]
 
 
-def _port(p: dict, index: int) -> dict:
+def _isolators(spec: dict, apps: list, engine_name: str) -> tuple:
+    """The pod's normalized isolators (its `limits` and `isolators`) and the report of what the engine
+    enforces; each app's "isolators" become its own bounded by the pod's. Under strict, anything
+    unenforceable is refused here, before anything is made."""
+    from . import isolators
+    pod = isolators.combine(isolators.parse_limits(spec.get("limits")),
+                            isolators.parse(spec.get("isolators") or None, "pod"))
+    own = {}
+    for app in apps:
+        own[app["name"]] = app["isolators"]
+        app["isolators"] = isolators.merge(pod, app["isolators"])
+    return pod, isolators.report(pod, own, engine_name, bool(spec.get("strict", False)))
+
+
+def _port(p: dict, index: int, image_ports: dict) -> dict:
+    """A published port; `name` (appc's pod manifest) takes pod_port and protocol from the image
+    port of that name; appc's hostPort and hostIP spellings are accepted too."""
     field = "ports[%d]" % index
+    p = dict(p, host_port=p.get("host_port", p.get("hostPort")), host_ip=p.get("host_ip", p.get("hostIP")))
+    if p.get("name"):
+        p = _named_port(p, field, image_ports)
     protocol = p.get("protocol") or "tcp"
     if protocol not in ("tcp", "udp"):
         raise InvalidInput("%s.protocol must be tcp or udp" % field, field=field)
     port = {"protocol": protocol, "host_ip": p.get("host_ip") or None}
+    if p.get("name"):
+        port["name"] = p["name"]
     for key in ("host_port", "pod_port"):
         try:
             port[key] = int(p.get(key) if p.get(key) is not None else p.get("host_port"))
@@ -113,6 +143,25 @@ def _port(p: dict, index: int) -> dict:
         except ValueError:
             raise InvalidInput("%s.host_ip %r is not an IP address" % (field, p["host_ip"]), field=field) from None
     return port
+
+
+def _named_port(p: dict, field: str, image_ports: dict) -> dict:
+    """p with the pod_port and protocol of the apps' image port named p["name"]."""
+    name = appc.validate_acname(p["name"], field + ".name")
+    found = {(port["port"], port["protocol"]) for port in image_ports.get(name, ())}
+    if not found:
+        known = ", ".join(sorted(image_ports)) or "none"
+        raise InvalidInput("%s.name: no app's image declares a port named %s (they declare: %s); use one of them, "
+                           "or give pod_port and protocol instead of name" % (field, name, known), field=field)
+    if len(found) > 1:
+        raise InvalidInput("%s.name: apps' images declare port %s differently (%s); give pod_port and protocol "
+                           "instead" % (field, name, ", ".join("%d/%s" % f for f in sorted(found))), field=field)
+    pod_port, protocol = found.pop()
+    for key, value in (("pod_port", pod_port), ("protocol", protocol)):
+        if p.get(key) not in (None, value):
+            raise InvalidInput("%s: port %s is %d/%s in the image; leave %s out or drop name"
+                               % (field, name, pod_port, protocol, key), field=field)
+    return dict(p, pod_port=pod_port, protocol=protocol)
 
 
 def _dns(value) -> Optional[dict]:
@@ -161,10 +210,12 @@ def _mode(value, field: str) -> str:
     return "%04o" % number
 
 
-def _app(store: Store, a: dict, index: int, known: list, volumes: list) -> dict:
+def _app(store: Store, a: dict, index: int, known: list, volumes: list, image_ports: dict) -> dict:
     field = "apps[%d]" % index
     image = _resolve_image(store, a, field, known)
     defaults = image.manifest.get("app") or {}
+    for port in defaults.get("ports", []):
+        image_ports.setdefault(port["name"], []).append(port)
     name = appc.validate_acname(a.get("name") or image.name.rsplit("/", 1)[-1].replace(".", "-").replace("_", "-"),
                                 field + ".name")
     argv = list(a.get("exec") or defaults.get("exec") or [])
@@ -196,8 +247,21 @@ def _app(store: Store, a: dict, index: int, known: list, volumes: list) -> dict:
         "handlers": handlers,
         "annotations": dict(a.get("annotations") or {}),
         "mounts": _mounts(a, defaults, field, volumes),
+        "isolators": _app_isolators(a, defaults, field, image.name),
     }
     return app
+
+
+def _app_isolators(a: dict, defaults: dict, field: str, image_name: str) -> dict:
+    """The app's own normalized isolators: the task's, else its image's (the task's replace them)."""
+    from . import isolators
+    if a.get("isolators") is not None:
+        return isolators.parse(a["isolators"], "app", field + ".isolators")
+    try:
+        return isolators.parse(defaults.get("isolators"), "app", "app.isolators")
+    except InvalidInput as error:
+        raise InvalidInput("%s: the isolators of image %s: %s; give the app's own isolators to replace them"
+                           % (field, image_name, error), field=field + ".isolators") from None
 
 
 def _resolve_image(store: Store, a: dict, field: str, known: list) -> images.Image:
@@ -220,8 +284,8 @@ def _mounts(a: dict, defaults: dict, field: str, volumes: list) -> list:
     for i, m in enumerate(a.get("mounts") or []):
         mfield = "%s.mounts[%d]" % (field, i)
         path = m.get("path") or ""
-        if not path.startswith("/"):
-            raise InvalidInput("%s.path must be an absolute path inside the app" % mfield, field=mfield)
+        if not path.startswith("/") or os.path.normpath(path) == "/":
+            raise InvalidInput("%s.path must be an absolute path inside the app, not /" % mfield, field=mfield)
         beneath.components(path)
         mounts.append({"volume": appc.validate_acname(m.get("volume", ""), mfield + ".volume"),
                        "path": os.path.normpath(path), "read_only": bool(m.get("read_only", False))})
@@ -266,6 +330,8 @@ def _overlaps(a: str, b: str) -> bool:
 # --- the appc pod manifest ---------------------------------------------------------------------
 def pod_manifest(record: dict) -> dict:
     """The reified appc PodManifest of a record (served by the metadata service later)."""
+    from . import isolators
+
     def app_section(app):
         section = {"exec": app["exec"], "user": app["user"], "group": app["group"],
                    "workingDirectory": app["working_directory"],
@@ -274,6 +340,8 @@ def pod_manifest(record: dict) -> dict:
             section["supplementaryGIDs"] = app["supplementary_gids"]
         if app["handlers"]:
             section["eventHandlers"] = [{"name": k, "exec": v} for k, v in sorted(app["handlers"].items())]
+        if app.get("isolators"):
+            section["isolators"] = isolators.to_appc(app["isolators"])
         return section
 
     def volume(v):
@@ -282,7 +350,7 @@ def pod_manifest(record: dict) -> dict:
                     "uid": v["uid"], "gid": v["gid"]}
         return {"name": v["name"], "kind": "host", "source": v["source"], "readOnly": v["read_only"]}
 
-    return {
+    manifest = {
         "acKind": "PodManifest",
         "acVersion": appc.AC_VERSION,
         "apps": [{"name": a["name"], "image": {"id": a["image_id"], "name": a["image_name"]},
@@ -293,6 +361,14 @@ def pod_manifest(record: dict) -> dict:
         "volumes": [volume(v) for v in record["volumes"]],
         "annotations": [{"name": k, "value": v} for k, v in sorted(record["annotations"].items())],
     }
+    if record.get("isolators"):
+        manifest["isolators"] = isolators.to_appc(record["isolators"])
+    named = [p for p in record.get("ports") or () if p.get("name")]
+    if named:
+        manifest["ports"] = [dict({"name": p["name"], "hostPort": p["host_port"]},
+                                  **({"hostIP": p["host_ip"]} if p["host_ip"] else {}))
+                             for p in named]
+    return manifest
 
 
 # --- lookups ------------------------------------------------------------------------------------
@@ -352,7 +428,8 @@ class Pod:
                 "root": self.record["root"], "apps": apps,
                 "volumes": self.record["volumes"], "annotations": self.record["annotations"],
                 "restart": self.record["restart"], "stop_timeout": self.record["stop_timeout"],
-                "logs": os.path.join(self.record["pod_dir"], "logs")}
+                "logs": os.path.join(self.record["pod_dir"], "logs"),
+                "isolators": self.record.get("isolators_report") or NO_ISOLATORS}
 
 
 def list_pods(store: Store) -> list:
@@ -425,7 +502,8 @@ def _join_networks(store: Store, record: dict, key: str, engine, existing: list)
             entry["address6"] = network.allocate(store, net, key, in_use, version=6)
     if record["ports"]:
         _check_ports(existing, record)
-        engine.check_ports([dict(p, address=joined[0]["address"], pod=record["name"]) for p in record["ports"]])
+        engine.check_ports([dict(p, address=joined[0]["address"], address6=joined[0].get("address6"), pod=record["name"])
+                            for p in record["ports"]])
 
 
 def _check_ports(existing: list, record: dict) -> None:
@@ -449,8 +527,10 @@ def _write_names(records: list, changed: dict) -> None:
 
 
 def _write_hosts(records: list, record: dict) -> None:
+    """Only into apps whose image has no /etc/hosts: an image's own is never changed (its pod
+    names come from the network's DNS responder, see hostd.py)."""
     from . import network
-    _write_app_files(record, "etc/hosts", network.hosts_file(records, record))
+    _write_app_files(record, "etc/hosts", network.hosts_file(records, record), skip=record.get("image_hosts", ()))
 
 
 def _sync_host_side(store: Store, engine, records: list) -> None:
@@ -465,14 +545,16 @@ def _sync_host_side(store: Store, engine, records: list) -> None:
                          [net for net in declared if net["name"] not in in_use])
 
 
-def _write_app_files(record: dict, path: str, text: str) -> None:
-    """Write a file into every app's rootfs (the pod's own clone), never following a symlink.
+def _write_app_files(record: dict, path: str, text: str, skip=()) -> None:
+    """Write a file into every app's rootfs (the pod's own clone) but those of `skip`, never following a symlink.
 
     Rewritten in place when it exists, as Jetpack did with resolv.conf. A pod whose image made
     that path something else is left alone: its names go stale, nobody else's do.
     """
     directory, name = os.path.split(path)
     for app in record["apps"]:
+        if app["name"] in skip:
+            continue
         try:
             fd = beneath.open_dir(app["rootfs"], directory, create=True)
         except (OSError, InvalidInput):
@@ -505,10 +587,44 @@ def _prepare(store: Store, record: dict, key: str, engine) -> None:
     for app in record["apps"]:
         for m in app["mounts"]:
             beneath.makedirs(app["rootfs"], m["path"])
+        _check_working_directory(app)
     if record["networks"]:
         from . import network
-        _write_app_files(record, "etc/resolv.conf", network.resolv_conf(record.get("dns")))
+        record["image_hosts"] = [app["name"] for app in record["apps"] if _has_file(app["rootfs"], "etc", "hosts")]
+        gateway = next((n["gateway"] for n in _joined(record)), None)
+        _write_app_files(record, "etc/resolv.conf", network.resolv_conf(record.get("dns"), gateway=gateway))
     engine.prepare(record)
+
+
+def _has_file(rootfs: str, directory: str, name: str) -> bool:
+    """Whether the rootfs has directory/name (of any type), looked at without leaving the rootfs."""
+    try:
+        fd = beneath.open_dir(rootfs, directory)
+    except (OSError, InvalidInput):
+        return False
+    try:
+        os.stat(name, dir_fd=fd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _check_working_directory(app: dict) -> None:
+    """appc: the working directory must exist; refused at creation rather than by a failed exec."""
+    from . import execution
+    path = app["working_directory"]
+    if any(path == m["path"] or path.startswith(m["path"].rstrip("/") + "/") for m in app["mounts"]):
+        return  # in a volume: what it holds is only known when the app starts
+    try:
+        is_directory = stat.S_ISDIR(execution.stat_in_rootfs(app["rootfs"], path).st_mode)
+    except (OSError, InvalidInput):
+        is_directory = False
+    if not is_directory:
+        raise InvalidInput("app %s: working directory %s is not a directory in image %s; set working_directory "
+                           "to one that exists, or create it in the image" % (app["name"], path, app["image_name"]),
+                           field="working_directory")
 
 
 def _prepare_volume(store: Store, record: dict, key: str, volume: dict) -> None:
@@ -532,7 +648,20 @@ def collect_garbage(store: Store) -> list:
     garbage = sorted(keys - complete)
     for key in garbage:
         _remove(store, key)
+    _release_cgroups(garbage + [pod.key for pod in list_pods(store) if not pod.running()])
     return garbage
+
+
+def _release_cgroups(keys) -> None:
+    """Linux: remove the cgroups a crash left to pods of this store that do not run. Only keys of this
+    store: the pods of other stores share the hierarchy (cgroups.py names pods by key alone)."""
+    if not keys or not sys.platform.startswith("linux"):
+        return
+    from . import cgroups
+    layout = cgroups.detect()
+    if layout.version:
+        for key in keys:
+            cgroups.PodCgroup(key, layout).remove()
 
 
 def _remove(store: Store, key: str) -> None:
@@ -565,7 +694,23 @@ def start_supervised(store: Store, pod: Pod) -> bool:
             if _joined(pod.record):  # after a reboot the host's bridges and rules are gone: make them again
                 from .engines import for_host
                 _sync_host_side(store, for_host(), records)
+                _serve_metadata(store, pod, records, core)
     return start(pod, lambda path: zygote.start_pod(path, zygote.socket_path_for(store.root), core))
+
+
+def _serve_metadata(store: Store, pod: Pod, records: list, core: str) -> None:
+    """Register the pod with the metadata service (its AC_METADATA_URL into pod.json), and have the
+    store's host service (metadata + DNS) listen on every network in use; with the store lock held."""
+    from . import hostd
+    known = {image.id: image for image in images.list_images(store)}
+    served = {}
+    for app in pod.record["apps"]:
+        with open(store.path("images", known[app["image_id"]].key, images.MANIFEST), "rb") as f:
+            served[app["name"]] = {"id": app["image_id"], "manifest": f.read()}
+    pod.record["metadata_url"] = hostd.register(store.config.mountpoint, pod.record, served)
+    write_json(os.path.join(pod.record["pod_dir"], RECORD), pod.record, mode=0o600)
+    hostd.prune(store.config.mountpoint, [record["uuid"] for record in records])
+    hostd.ensure(store.root, store.config.mountpoint, core, hostd.listen_for(records))
 
 
 def stop(pod: Pod, engine, grace: float = 5.0) -> bool:
@@ -589,8 +734,9 @@ def _stop_leftovers(pod: Pod, engine) -> None:
         context = read_json(pod.run_file("context.json"))
     except (OSError, ValueError):
         return
-    if engine.running(pod.record, context):
-        engine.stop(pod.record, context)
+    # Even when the context itself is gone, stopping removes what the host kept for it (FreeBSD:
+    # pf anchors and epairs); both engines treat a context that is gone as stopped.
+    engine.stop(pod.record, context)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(pod.run_file("context.json"))
 
@@ -604,6 +750,10 @@ def destroy(pod: Pod, engine) -> None:
             records = [other.record for other in list_pods(pod.store)]
             _write_names(records, pod.record)
             _sync_host_side(pod.store, engine, records)
+            from . import hostd
+            hostd.unregister(pod.store.config.mountpoint, pod.uuid)
+            if not hostd.listen_for(records):  # the last networked pod: nothing to serve
+                hostd.stop(pod.store.root)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -620,7 +770,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 def spec_differences(record: dict, wanted: dict, ignore=()) -> list:
     """Names of the options whose reified values differ between a pod and what a task wants."""
     keys = ("hostname", "annotations", "stop_timeout", "restart", "jail", "volumes", "apps", "networks", "ports",
-            "dns")
+            "dns", "isolators")
     differences = []
     for key in keys:
         if key in ignore:
@@ -632,8 +782,12 @@ def spec_differences(record: dict, wanted: dict, ignore=()) -> list:
 
 def _comparable(key: str, value):
     """A value as compared: paths and runtime-filled fields dropped, order kept where it matters."""
-    if key == "apps":
-        return [{k: v for k, v in app.items() if k not in ("rootfs", "dataset")} for app in value or []]
+    if key == "apps":  # no isolators and none recorded (a pod made before they existed) are the same
+        return [{k: v for k, v in app.items() if k not in ("rootfs", "dataset") and not (k == "isolators" and not v)}
+                for app in value or []]
+    if key == "isolators":
+        return value or {}
+
     if key == "volumes":
         return [{k: v for k, v in vol.items() if not (k == "source" and vol.get("kind") != "host")}
                 for vol in value or []]

@@ -46,7 +46,7 @@ from collections import namedtuple
 
 from .. import beneath
 from ..errors import AlreadyExists, CommandError, InvalidInput, JetpackError, NotFound
-from . import Mount, freebsd_network, mount_plan
+from . import Mount, freebsd_limits, freebsd_network, mount_plan
 
 NAME_PREFIX = "jetpack-"
 CONF_FILE = "jail.conf"
@@ -751,6 +751,10 @@ class FreeBSDEngine:
         plan = self._start_plan(record)
         undo = []
         try:
+            # rctl(8) rules are keyed by the jail's name: in place before the jail exists, no process of
+            # it ever runs unlimited. apply() probes RACCT first and says how to turn it on.
+            if self._limits().apply(name, record.get("isolators") or {}):
+                undo.append(lambda: self._limits().remove(name))
             if plan.mode == "shared":
                 self.network.clear_stale_aliases(plan.networks)
             elif plan.mode == "vnet":
@@ -781,6 +785,10 @@ class FreeBSDEngine:
             egress = self.egress_of(entries[0], "pod %s publishes ports" % record.get("name"))
             freebsd_network.render_rdr_anchor(ports, egress)
         return StartPlan(mode, entries, ports, egress)
+
+    def _limits(self) -> freebsd_limits.FreeBSDLimits:
+        """The pod's rctl(8) rules, run through this engine's runner."""
+        return freebsd_limits.FreeBSDLimits(run=self.run)
 
     def egress_of(self, network, why: str) -> str:
         """The network's "egress_if", else the engine's; InvalidInput saying what to set if neither."""
@@ -841,6 +849,8 @@ class FreeBSDEngine:
         if record.get("ports"):
             _attempt(errors, self.network.unpublish, name)
         removed = _attempt(errors, self._remove_jail, record)
+        if removed is not None and freebsd_limits.rules(name, record.get("isolators") or {}):
+            _attempt(errors, self._limits().remove, name)   # rules outlive the jail (rctl(8))
         if removed is not None and mode == "vnet":
             _attempt(errors, self.network.destroy_pod_interfaces, name, entries)
         if removed is False and mode == "shared":    # no `jail -r` deleted its aliases

@@ -33,7 +33,7 @@ import stat
 import struct
 import time
 
-from .. import beneath, execution
+from .. import beneath, cgroups, execution, isolators
 from ..errors import AlreadyExists, JetpackError
 from . import mount_plan
 
@@ -145,7 +145,19 @@ class LinuxEngine:
                 entry["host_ifname"] = linux_network.veth_name(record["uuid"], entry["name"], _ifname(index))
 
     def start(self, record) -> dict:
-        """Fork the pod holder; return once the pod is ready, or raise leaving nothing behind."""
+        """Create the pod's cgroup when it has limits, then its holder; nothing is left on failure."""
+        cgroup = pod_cgroup(record)
+        if cgroup is None:
+            return self._start_holder(record, None)
+        try:
+            _create_cgroups(cgroup, record)
+            return self._start_holder(record, cgroup)
+        except BaseException:
+            cgroup.remove()
+            raise
+
+    def _start_holder(self, record, cgroup) -> dict:
+        """Fork the pod holder (into the cgroup's "holder" leaf); return once the pod is ready."""
         plan = mount_plan(record)
         namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (0 if shares_host_network(record) else CLONE_NEWNET)
         devices = {name: os.stat("/dev/" + name).st_rdev for name in DEVICES}
@@ -164,6 +176,8 @@ class LinuxEngine:
             _holder(record, namespaces, plan, devices, strings, write_end)
         os.close(write_end)
         try:
+            if cgroup is not None:  # the builder it forks may already run: it goes along, as forks do
+                cgroup.attach(pid, HOLDER_LEAF)
             answer = _read_all(read_end, READY_TIMEOUT)
             if answer == b"ready":
                 _attach_networks(record, pid)
@@ -177,6 +191,13 @@ class LinuxEngine:
         _pid, status = os.waitpid(pid, 0)  # it exits once it has said why
         raise JetpackError("pod %s could not be started: %s"
                            % (record["name"], answer.decode("utf-8", "replace") or _death(status)))
+
+    @staticmethod
+    def join_limits(record, app) -> None:
+        """In a forked child, before attach: join the cgroup leaf of the app (when the pod has limits)."""
+        cgroup = pod_cgroup(record)
+        if cgroup is not None:
+            cgroup.attach(0, app_leaf(app))
 
     def attach(self, record, context) -> None:
         """In a forked child: enter the pod's namespaces; our next child is in its PID namespace."""
@@ -208,6 +229,9 @@ class LinuxEngine:
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(record, pid)
         _detach_networks(record)
+        cgroup = pod_cgroup(record)
+        if cgroup is not None:
+            cgroup.remove()
 
     # --- networks (see network.py; the rules and bridges are linux_network's) -------------------
     @staticmethod
@@ -229,6 +253,35 @@ class LinuxEngine:
     def running(self, record, context) -> bool:
         # An exiting holder (or a zombie) has lost its mount namespace already.
         return _is_holder(context) and os.path.exists("/proc/%d/ns/mnt" % context["holder_pid"])
+
+
+# --- limits (cgroups.py): one cgroup per pod with limits, a leaf for the holder and one per app ---------
+HOLDER_LEAF = "holder"
+
+
+def app_leaf(app) -> str:
+    return "app-" + app["name"]
+
+
+def pod_cgroup(record):
+    """The pod's cgroups.PodCgroup when the pod or one of its apps has a limit a cgroup enforces, else None."""
+    limited = [record.get("isolators") or {}] + [app.get("isolators") or {} for app in record["apps"]]
+    if not any(isolators.cgroup_limits(entry) for entry in limited):
+        return None
+    layout = cgroups.detect()
+    if not layout.version:
+        return None  # reported unenforceable when the pod was made (isolators.enforceable)
+    return cgroups.PodCgroup(record["uuid"].replace("-", ""), layout)
+
+
+def _create_cgroups(cgroup, record) -> None:
+    """The pod's limits on its cgroup; an app's own lower ones on its leaf (merged: never above the pod's)."""
+    pod = isolators.cgroup_limits(record.get("isolators") or {})
+    cgroup.create(pod)
+    cgroup.create({}, HOLDER_LEAF)
+    for app in record["apps"]:
+        own = isolators.cgroup_limits(app.get("isolators") or {})
+        cgroup.create({key: value for key, value in own.items() if pod.get(key) != value}, app_leaf(app))
 
 
 def shares_host_network(record) -> bool:
