@@ -429,6 +429,16 @@ pod:
       description: The directory holding each app's log file.
       type: str
       sample: /var/jetpack/pods/3c1f6a528c1e4f539a551d9f7f1c2b11/logs
+    networks:
+      description: The networks the pod joined, with its addresses there (V([]) for V(none); V(host) has none).
+      type: list
+      elements: dict
+      sample: [{name: default, address: 172.23.0.2, address6: null}]
+    ports:
+      description: The ports the host publishes for the pod.
+      type: list
+      elements: dict
+      sample: [{host_port: 8080, pod_port: 80, protocol: tcp, host_ip: null}]
     isolators:
       description: What the host enforces of the pod's isolators and limits, as the C(isolators) result says.
       type: dict

@@ -67,6 +67,8 @@ pods:
       restart: {policy: "no", max_retries: 3}
       stop_timeout: 10
       logs: /var/jetpack/pods/3c1f6a528c1e4f539a551d9f7f1c2b11/logs
+      networks: [{name: default, address: 172.23.0.2, address6: null}]
+      ports: [{host_port: 8080, pod_port: 80, protocol: tcp, host_ip: null}]
       isolators: {pod: {enforced: [resource/memory], unenforceable: []}, apps: {httpd: {enforced: [], unenforceable: []}}}
 """
 

@@ -88,16 +88,20 @@ def sleeper(name, networks):
 
 def test_pods_on_a_network_talk_by_name_and_publish_ports(store, engine, busybox, host, jpt):
     server = run_pod(store, engine, {
-        "name": "server", "networks": ["jpt"], "ports": [{"host_port": 18080, "pod_port": 8080}],
+        "name": "server", "hostname": "web", "networks": ["jpt"], "ports": [{"host_port": 18080, "pod_port": 8080}],
         "apps": [busybox_app("srv", HTTPD % ("hello-by-name", 8080))]})
     client = run_pod(store, engine, {
         "name": "client", "networks": ["jpt"],
-        "apps": [busybox_app("c", "sleep 0.5; wget -qO /out/got http://server:8080/; exec sleep 600",
+        "apps": [busybox_app("c", "sleep 0.5; wget -qO /out/by-hostname http://web:8080/;"
+                             " wget -qO /out/got http://server:8080/; exec sleep 600",
                              mounts=[{"volume": "out", "path": "/out"}])],
         "volumes": [{"name": "out", "kind": "empty"}]})
     assert wait_for_file(os.path.join(volume_path(client, "out"), "got")) == "hello-by-name\n"
+    with open(os.path.join(volume_path(client, "out"), "by-hostname")) as f:
+        assert f.read() == "hello-by-name\n"  # a pod answers to its hostname too
     hosts = app_file(server, "etc/hosts")
-    assert "10.233.0.2\tserver\n" in hosts and "10.233.0.3\tclient\n" in hosts  # the older pod knows the newer
+    assert "10.233.0.2\tserver web\n" in hosts and "10.233.0.3\tclient\n" in hosts  # the older pod knows the newer
+    assert server.info()["networks"] == [{"name": "jpt", "address": "10.233.0.2", "address6": None}]
     assert host.http_get(None, "http://10.233.0.1:18080/") == "hello-by-name\n"
 
     duplicate = pods.reify(store, {"name": "dup", "networks": ["jpt"], "ports": [{"host_port": 18080}],

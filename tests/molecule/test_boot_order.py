@@ -52,7 +52,7 @@ def test_a_pod_that_fails_to_start_does_not_keep_the_others_down():
             raise JetpackError("no space left")
         return True
 
-    ok = boot.start_marked(pods, start, say=lambda text, file=None: said.append(text))
+    ok = boot.start_marked(pods, start, say=lambda text, stream=None: said.append(text))
     assert not ok
     assert started == ["db", "app"]
     assert said == ["jetpack boot: pod db did not start: no space left", "started app"]

@@ -59,8 +59,8 @@ def test_boot_starter_quotes_every_value(tmp_path, mountpoint):
     command = " ".join(line.rstrip("\\").strip() for line in script.splitlines()[3:])
     argv = shlex.split(command)
     assert argv[:5] == ["PYTHONPATH=/var/lib/jetpack/core/0123abcd", "exec", "/usr/local/bin/python3.11", "-m",
-                        "jetpack.boot"]
-    assert argv[5:] == ["--store-root", "zroot/jetpack", "--store-mountpoint", mountpoint, "$@"]
+                        "jetpack.cli"]
+    assert argv[5:] == ["--store-root", "zroot/jetpack", "--store-mountpoint", mountpoint, "boot", "$@"]
 
 
 def test_devfs_ruleset_includes_the_jail_default_and_the_unhidden_paths():

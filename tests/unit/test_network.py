@@ -77,6 +77,17 @@ def test_hosts_file_names_pods_sharing_a_network():
     assert network.hosts_file([a, b, c], c).count("\t") == 2 + 2  # localhost lines, b and c on m
 
 
+def test_a_pod_is_also_found_by_its_hostname_in_hosts_and_dns():
+    """A service's generations (app-3f2a..., app-9c1b...) share the service's name as hostname."""
+    old = {"name": "app-3f2a", "hostname": "app", "networks": [{"name": "n", "address": "10.9.0.3"}]}
+    new = {"name": "app-9c1b", "hostname": "app", "networks": [{"name": "n", "address": "10.9.0.4"}]}
+    web = {"name": "web", "hostname": "web", "networks": [{"name": "n", "address": "10.9.0.5"}]}
+    hosts = network.hosts_file([old, new, web], web).splitlines()[2:]
+    assert hosts == ["10.9.0.3\tapp-3f2a app", "10.9.0.4\tapp-9c1b app", "10.9.0.5\tweb"]
+    names = network.pod_names([old, new, web])["n"]
+    assert names["app"] == ["10.9.0.3", "10.9.0.4"] and names["app-9c1b"] == ["10.9.0.4"] and names["web"] == ["10.9.0.5"]
+
+
 def test_hosts_file_of_a_pod_on_the_host_network_names_itself_only():
     host = [{"name": "host", "requested": None}]
     a = {"name": "a", "hostname": "a", "networks": host}

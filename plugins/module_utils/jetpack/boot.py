@@ -9,17 +9,16 @@ pods themselves records what starts at boot:
     jetpack.runtime/after    services, comma-separated, whose pods are started before this one
 
 The host's boot service (systemd unit or rc.d script, installed by the host role) runs
-`python3 -m jetpack.boot` from the installed core; the `jetpack` CLI can call `start_boot_pods(store)`.
+`jetpack boot` (cli.py) from the installed core, which calls `start_boot_pods(store, say)`.
 A pod that fails to start does not stop the others; the exit status says something failed.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from . import pods
 from .errors import JetpackError
-from .store import Store, resolve_config
+from .store import Store
 
 BOOT = "jetpack.runtime/boot"
 SERVICE = "jetpack.runtime/service"
@@ -66,40 +65,24 @@ def boot_order(marked: list) -> tuple:
     return start, cycle
 
 
-def start_boot_pods(store: Store, say=print) -> bool:
+def start_boot_pods(store: Store, say) -> bool:
     """Start every marked pod of the store that is not running, in boot order; True when all run."""
     return start_marked(pods.list_pods(store), lambda pod: pods.start_supervised(store, pod), say)
 
 
-def start_marked(candidates: list, start, say=print) -> bool:
-    """start(pod) -> False when it was running, for each marked pod in boot order; True when all run."""
+def start_marked(candidates: list, start, say) -> bool:
+    """start(pod) -> False when it was running, for each marked pod in boot order; True when all run.
+    say(text, stream=None) reports each pod (stream sys.stderr for problems)."""
     ordered, cycle = boot_order([pod for pod in candidates if is_marked(pod)])
     ok = True
     if cycle:
         say("jetpack boot: services %s depend on each other (annotation %s); starting them last, in name order"
-            % (", ".join(cycle), AFTER), file=sys.stderr)
+            % (", ".join(cycle), AFTER), sys.stderr)
         ok = False
     for pod in ordered:
         try:
             say("started %s" % pod.name if start(pod) else "%s was running" % pod.name)
         except JetpackError as error:
-            say("jetpack boot: pod %s did not start: %s" % (pod.name, error), file=sys.stderr)
+            say("jetpack boot: pod %s did not start: %s" % (pod.name, error), sys.stderr)
             ok = False
     return ok
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="jetpack-boot", description=__doc__.splitlines()[0])
-    parser.add_argument("--store-root", help="store root dataset (default: host configuration)")
-    parser.add_argument("--store-mountpoint", help="store mountpoint (default: host configuration)")
-    args = parser.parse_args(argv)
-    try:
-        store = Store(resolve_config(args.store_root, args.store_mountpoint))
-        return 0 if start_boot_pods(store) else 1
-    except JetpackError as error:
-        print("jetpack boot: %s" % error, file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

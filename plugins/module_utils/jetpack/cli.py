@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     get.add_argument("path", help="absolute path inside the app")
     get.set_defaults(run=cmd_get)
 
+    boot = commands.add_parser("boot", help="start the pods marked to start at boot, in dependency order")
+    boot.set_defaults(run=cmd_boot)
+
     console = commands.add_parser("console", help="a root shell in an app")
     console.add_argument("pod", help="POD or POD:APP")
     console.set_defaults(run=cmd_console)
@@ -353,6 +356,11 @@ def cmd_put(args) -> None:
     from . import transfer
     engine, pod, context, app = _running_app(args)
     transfer.put(engine, pod.record, context, app, args.path, 0, as_root=args.root, mode=args.mode)
+
+
+def cmd_boot(args) -> int:
+    from . import boot
+    return 0 if boot.start_boot_pods(_store(args), say) else 1
 
 
 def cmd_get(args) -> None:

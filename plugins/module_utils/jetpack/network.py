@@ -188,17 +188,23 @@ def hosts_file(records: list, record: dict) -> str:
     mine = {n["name"] for n in record.get("networks", []) if n["name"] not in SPECIAL}
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     if not mine:
-        names = record["name"]
-        if record.get("hostname") and record["hostname"] != record["name"]:
-            names += " " + record["hostname"]
-        return "\n".join(lines + ["127.0.1.1\t" + names]) + "\n"
+        return "\n".join(lines + ["127.0.1.1\t" + " ".join(pod_hostnames(record))]) + "\n"
     for other in sorted(records, key=lambda r: r["name"]):
         for n in other.get("networks", []):
             if n["name"] in mine:
-                lines.append("%s\t%s" % (n["address"], other["name"]))
-                if n.get("address6"):
-                    lines.append("%s\t%s" % (n["address6"], other["name"]))
+                for address in (n["address"], n.get("address6")):
+                    if address:
+                        lines.append("%s\t%s" % (address, " ".join(pod_hostnames(other))))
     return "\n".join(lines) + "\n"
+
+
+def pod_hostnames(record: dict) -> list:
+    """The names a pod answers to: its name, and its hostname when another (a service role gives
+    every generation of a service the service's name as hostname, so others find it by that)."""
+    names = [record["name"]]
+    if record.get("hostname") and record["hostname"] != record["name"]:
+        names.append(record["hostname"])
+    return names
 
 
 def pod_names(records: list) -> dict:
@@ -207,8 +213,9 @@ def pod_names(records: list) -> dict:
     for record in records:
         for n in record.get("networks") or ():
             if n.get("address"):
-                found = names.setdefault(n["name"], {}).setdefault(record["name"].lower(), [])
-                found += [a for a in (n["address"], n.get("address6")) if a]
+                for name in pod_hostnames(record):
+                    found = names.setdefault(n["name"], {}).setdefault(name.lower(), [])
+                    found += [a for a in (n["address"], n.get("address6")) if a]
     return names
 
 

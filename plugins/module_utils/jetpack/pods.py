@@ -429,6 +429,9 @@ class Pod:
                 "volumes": self.record["volumes"], "annotations": self.record["annotations"],
                 "restart": self.record["restart"], "stop_timeout": self.record["stop_timeout"],
                 "logs": os.path.join(self.record["pod_dir"], "logs"),
+                "networks": [{"name": n["name"], "address": n.get("address"), "address6": n.get("address6")}
+                             for n in self.record.get("networks") or ()],
+                "ports": [dict(p) for p in self.record.get("ports") or ()],
                 "isolators": self.record.get("isolators_report") or NO_ISOLATORS}
 
 
