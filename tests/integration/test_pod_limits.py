@@ -141,7 +141,7 @@ def test_open_files_limit_is_the_apps_rlimit(made, busybox):
 def test_a_stopped_pod_leaves_no_cgroup(made, store, engine, busybox):
     pod = made({"name": "gone", "limits": {"memory": "64Mi", "processes": 50}, "apps": [IDLE]})
     cgroup = cgroup_of(pod)
-    wait_for(lambda: cgroup.pids(), "the app in the pod's cgroup")
+    wait_for(cgroup.pids, "the app in the pod's cgroup")
     with open(os.path.join(cgroup.directory("pids"), "pids.max")) as f:
         assert f.read().strip() == "50"
     assert pods.stop(pod, engine)

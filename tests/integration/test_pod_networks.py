@@ -285,8 +285,8 @@ def hosted(store, tmp_path):
     return images.import_image(store, images.ImportRequest(source=path))[0]
 
 
-def test_an_images_own_hosts_file_is_kept_and_pod_names_resolve_through_dns(store, engine, busybox, hosted, host,
-                                                                              jpt):
+def test_an_images_own_hosts_file_is_kept_and_pod_names_resolve_through_dns(
+        store, engine, busybox, hosted, host, jpt):
     from tests.integration.test_pod_metadata import in_pod
     run_pod(store, engine, {"name": "server", "networks": ["jpt"], "apps": [busybox_app("srv", HTTPD % ("by-dns", 8080))]})
     keeper = run_pod(store, engine, {

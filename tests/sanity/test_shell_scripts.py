@@ -15,7 +15,8 @@ SHEBANGS = {b"#!/usr/bin/env bash", b"#!/bin/bash", b"#!/bin/sh", b"#!/usr/bin/e
 
 def shell_scripts():
     paths = [ROOT / name for name in repo_files()]
-    return sorted(path for path in paths if path.is_file() and not path.is_symlink() and (
+    # Jinja templates (*.j2) are shell only once rendered: tests/molecule/test_host_templates.py checks them.
+    return sorted(path for path in paths if path.is_file() and not path.is_symlink() and path.suffix != ".j2" and (
         path.suffix == ".sh" or path.read_bytes()[:64].split(b"\n")[0] in SHEBANGS))
 
 
