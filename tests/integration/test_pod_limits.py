@@ -11,31 +11,18 @@ import uuid
 import pytest
 
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import (
-    capabilities, cgroups, engines, images, pods)
+    capabilities, cgroups, images, pods)
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InvalidInput, NotFound
 from tests.helpers.images import make_aci, manifest
 from tests.integration.test_cli import CORE
-from tests.integration.test_pods import GROUP, PASSWD, busybox_app, volume_path
+from tests.integration.conftest import GROUP, PASSWD
+from tests.integration.test_pods import busybox_app, volume_path
 
 pytestmark = pytest.mark.integration
 
 OUT = {"volume": "out", "path": "/out"}
 OUT_VOLUME = [{"name": "out", "kind": "empty", "mode": "1777"}]
 IDLE = busybox_app("idle", "sleep 600")  # keeps the pod (and its cgroup) up while another app ends
-
-
-@pytest.fixture
-def engine():
-    return engines.for_host()
-
-
-@pytest.fixture
-def busybox(store, tmp_path):
-    """The busybox image test_pods.py runs its pods from."""
-    files = {"etc/passwd": PASSWD, "etc/group": GROUP, "www/.keep": "", "tmp/.keep": ""}
-    path = make_aci(str(tmp_path), manifest("example.com/busybox", {"version": "1", "os": "linux"}),
-                    files, busybox=True)[0]
-    return images.import_image(store, images.ImportRequest(source=path))[0]
 
 
 def remove_set(*names):

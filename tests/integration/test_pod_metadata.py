@@ -17,7 +17,8 @@ import pytest
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import engines, execution, hostd, images, network, pods
 from tests.helpers.images import make_aci, manifest
 from tests.helpers.netlab import entered_lab
-from tests.integration.test_pods import GROUP, PASSWD, busybox_app, run_pod, volume_path, wait_for_file
+from tests.integration.conftest import GROUP, PASSWD
+from tests.integration.test_pods import busybox_app, run_pod, volume_path, wait_for_file
 
 pytestmark = pytest.mark.integration
 

@@ -14,28 +14,16 @@ import time
 
 import pytest
 
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import engines, images, network, pods
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import images, network, pods
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import AlreadyExists, InvalidInput, JetpackError
 from tests.helpers.images import make_aci, manifest
 from tests.helpers.netlab import HOST_LINK, OTHER, entered_lab, link_names, nft_tables, sh
-from tests.integration.test_pods import GROUP, PASSWD, busybox_app, run_pod, volume_path, wait_for_file
+from tests.integration.conftest import GROUP, PASSWD
+from tests.integration.test_pods import busybox_app, run_pod, volume_path, wait_for_file
 
 pytestmark = pytest.mark.integration
 
 HTTPD = "echo %s > /www/index.html; exec httpd -f -v -p %s -h /www"
-
-
-@pytest.fixture
-def engine():
-    return engines.for_host()
-
-
-@pytest.fixture
-def busybox(store, tmp_path):
-    files = {"etc/passwd": PASSWD, "etc/group": GROUP, "www/.keep": "", "tmp/.keep": ""}
-    path = make_aci(str(tmp_path), manifest("example.com/busybox", {"version": "1", "os": "linux"}),
-                    files, busybox=True)[0]
-    return images.import_image(store, images.ImportRequest(source=path))[0]
 
 
 @pytest.fixture

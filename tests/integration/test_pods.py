@@ -8,27 +8,11 @@ import time
 import ansible_collections
 import pytest
 
-from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import engines, images, pods, volumes
+from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack import pods, volumes
 from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors import InUse, InvalidInput, NotFound
-from tests.helpers.images import make_aci, manifest
 
 pytestmark = pytest.mark.integration
 
-PASSWD = "root:x:0:0:root:/:/bin/sh\nwww:x:80:80:www:/www:/bin/sh\n"
-GROUP = "root:x:0:\nwww:x:80:\n"
-
-
-@pytest.fixture
-def engine():
-    return engines.for_host()
-
-
-@pytest.fixture
-def busybox(store, tmp_path):
-    files = {"etc/passwd": PASSWD, "etc/group": GROUP, "www/.keep": "", "tmp/.keep": ""}
-    path = make_aci(str(tmp_path), manifest("example.com/busybox", {"version": "1", "os": "linux"}),
-                    files, busybox=True)[0]
-    return images.import_image(store, images.ImportRequest(source=path))[0]
 
 
 def busybox_app(name, script, **extra):
