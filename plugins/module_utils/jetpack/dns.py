@@ -15,7 +15,8 @@ import ipaddress
 import socket
 import socketserver
 import struct
-import threading
+
+from .serving import ServerThreads
 
 PORT = 53
 TTL = 5                    # seconds: pods come and go, resolvers must ask again soon
@@ -206,7 +207,7 @@ class Responder:
 
     def __init__(self, address: str, lookup, upstreams, port: int = PORT):
         self.address, self.lookup, self.upstreams, self.port = address, lookup, upstreams, port
-        self._servers, self._threads = [], []
+        self._serving = ServerThreads("dns")
 
     def answer(self, query: bytes, forward) -> bytes:
         try:
@@ -223,8 +224,7 @@ class Responder:
         try:
             for cls, handler in ((_UdpServer, _Udp), (_TcpServer, _Tcp)):
                 bound = type(cls.__name__, (cls,), {"address_family": family})
-                server = bound((self.address, self.port), handler, bind_and_activate=False)
-                self._servers.append(server)
+                server = self._serving.add(bound((self.address, self.port), handler, bind_and_activate=False))
                 server.responder = self
                 server.server_bind()
                 self.port = server.server_address[1]
@@ -233,17 +233,8 @@ class Responder:
         except OSError:
             self.stop()
             raise
-        for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, name="dns", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._serving.serve()
         return self.port
 
     def stop(self) -> None:
-        for server in self._servers:
-            if self._threads:
-                server.shutdown()
-            server.server_close()
-        for thread in self._threads:
-            thread.join()
-        self._servers, self._threads = [], []
+        self._serving.stop()

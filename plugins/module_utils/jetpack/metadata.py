@@ -42,6 +42,7 @@ import uuid as uuidlib
 from urllib.parse import parse_qs
 
 from .errors import InvalidInput, JetpackError
+from .serving import ServerThreads
 
 DEFAULT_PORT = 18112          # the port rkt's metadata service used; configurable
 KEY_BYTES = 64                # HMAC-SHA512 key: one block's worth of randomness
@@ -356,33 +357,23 @@ class MetadataService:
         if not addresses:
             raise InvalidInput("the metadata service needs at least one address to listen on", "addresses")
         self.registry, self.key, self.addresses, self.port = registry, key, list(addresses), port
-        self._servers, self._threads = [], []
+        self._serving = ServerThreads("metadata")
 
     def start(self) -> int:
         """Bind every address and serve in threads; the port (chosen by the kernel when 0)."""
         try:
             for address in self.addresses:
-                server = _Server((address, self.port), self.registry, self.key)
+                server = self._serving.add(_Server((address, self.port), self.registry, self.key))
                 self.port = server.server_address[1]
-                self._servers.append(server)
         except OSError as error:
             self.stop()
             raise JetpackError("metadata service: cannot listen on %s port %d: %s; free the port or choose "
                                "another" % (address, self.port, error.strerror)) from None
-        for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, name="metadata", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._serving.serve()
         return self.port
 
     def stop(self) -> None:
-        for server in self._servers:
-            if self._threads:
-                server.shutdown()
-            server.server_close()
-        for thread in self._threads:
-            thread.join()
-        self._servers, self._threads = [], []
+        self._serving.stop()
 
 
 def main(argv=None) -> int:
