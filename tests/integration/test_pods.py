@@ -14,7 +14,6 @@ from ansible_collections.jetpack.runtime.plugins.module_utils.jetpack.errors imp
 pytestmark = pytest.mark.integration
 
 
-
 def busybox_app(name, script, **extra):
     app = {"name": name, "image": "example.com/busybox", "exec": ["/bin/busybox", "sh", "-c", script]}
     app.update(extra)
