@@ -377,4 +377,6 @@ def test_host_addresses_in_use(lab):
 def test_no_test_namespace_or_interface_is_left_on_the_machine():
     need(os.geteuid() == 0, "needs root")
     assert not [name for name in netns_names() if name.startswith("jpt-")]
-    assert not [name for name in link_names() if name.startswith(("jpt", "jpv"))]
+    # Pods' veths ("jpv...") are left out: the tests' pods run in lab namespaces, and a real pod of
+    # this machine (the demo's) may well be running beside the tests.
+    assert not [name for name in link_names() if name.startswith("jpt")]
