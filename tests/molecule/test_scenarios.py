@@ -17,10 +17,13 @@ SCENARIOS = sorted(name for name in os.listdir(os.path.join(ROOT, "extensions", 
                    if os.path.isfile(os.path.join(ROOT, "extensions", "molecule", name, "molecule.yml")))
 
 
+COVERED_BY = {"postgresql": "webapp", "redis": "webapp", "nginx": "webapp"}  # roles the webapp stack runs
+
+
 def test_every_role_has_a_scenario():
     roles = sorted(os.listdir(os.path.join(ROOT, "roles")))
-    assert roles and set(roles) <= set(SCENARIOS), "roles without a molecule scenario: %s" % (
-        sorted(set(roles) - set(SCENARIOS)))
+    uncovered = [role for role in roles if role not in SCENARIOS and COVERED_BY.get(role) not in SCENARIOS]
+    assert roles and not uncovered, "roles without a molecule scenario: %s" % uncovered
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

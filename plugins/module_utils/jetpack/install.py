@@ -31,8 +31,17 @@ DEFAULT_BASE = "/var/lib/jetpack/core"
 _INSTALLED = {}  # base -> the core directory of this process's own package
 PACKAGE = "jetpack"
 HASH_CHARS = 32
-REQUIRED = ("__init__.py", "errors.py", "supervisor.py", "zygote.py", "execution.py", "engines/__init__.py")
+REQUIRED = ("__init__.py", "errors.py", "supervisor.py", "zygote.py", "execution.py", "engines/__init__.py",
+            "cli.py", "boot.py", "hostd.py", "transfer.py")
 STALE_TMP_SECONDS = 3600
+
+
+def host_commands():
+    """The modules the installed core runs on its own: the `jetpack` command (and what it runs) and
+    the store's host service. Importing them here makes AnsiballZ ship them with every module that
+    installs the core, which otherwise imports none of them."""
+    from . import boot, cli, hostd, transfer
+    return boot, cli, hostd, transfer
 
 
 def package_dir() -> str:
