@@ -1221,7 +1221,7 @@ def test_the_engine_offers_every_method_pods_py_calls():
     """pods.py drives both engines through the same methods (grep pods.py for `engine.`)."""
     source = (Path(F.__file__).parents[1] / "pods.py").read_text()
     called = set(re.findall(r"\bengine\.([a-z_]+)\(", source))
-    assert {"addresses_in_use", "check_ports", "sync_networks", "prepare", "stop"} <= called
+    assert {"addresses_in_use", "check_ports", "sync_networks", "prepare", "running", "stop"} <= called
     engine = F.FreeBSDEngine(run=FakeRunner())
     assert [name for name in sorted(called) if not callable(getattr(engine, name, None))] == []
 

@@ -737,9 +737,11 @@ def _stop_leftovers(pod: Pod, engine) -> None:
         context = read_json(pod.run_file("context.json"))
     except (OSError, ValueError):
         return
-    # Even when the context itself is gone, stopping removes what the host kept for it (FreeBSD:
-    # pf anchors and epairs); both engines treat a context that is gone as stopped.
-    engine.stop(pod.record, context)
+    # Only a context still there is stopped: a Linux holder killed with its supervisor may never be
+    # reaped (an init that does not reap), and waiting for it would make destroy fail. What a gone
+    # FreeBSD jail kept on the host (pf anchors, epairs) is replaced by the pod's next start.
+    if engine.running(pod.record, context):
+        engine.stop(pod.record, context)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(pod.run_file("context.json"))
 
