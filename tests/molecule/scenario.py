@@ -66,10 +66,14 @@ def _zygote_pid(store_root) -> list:
 
 
 def _wait_gone(pid, attempts=200) -> None:
+    """Until pid is dead: gone, or a zombie (its parent may be an init that never reaps, as on
+    this project's VMs, where killed processes stay zombies)."""
     for _attempt in range(attempts):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
+            return
+        if _state(pid) in ("", "Z"):
             return
         try:  # our own child (not here, but harmless): reap it
             os.waitpid(pid, os.WNOHANG)
@@ -94,3 +98,12 @@ def run_playbook(playbook, extra_vars, check=False) -> subprocess.CompletedProce
     if check:
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return proc
+
+
+def _state(pid) -> str:
+    """The state letter in /proc/<pid>/stat; "" when the process is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return ""

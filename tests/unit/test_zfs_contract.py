@@ -380,7 +380,7 @@ def test_error_classification(name, lines, call, error, users):
         assert err.users == users and err.details()["users"] == users
         assert all(u in str(err) for u in users)
     if error is Busy:  # destroy: one try, then (after unmounting, see below) the retries
-        assert "retry" in str(err) and len(fake.calls) == len(Z.BUSY_DELAYS) + 2
+        assert "retry" in str(err) and len(fake.calls) == len(Z.DESTROY_BUSY_DELAYS) + 2
     else:
         assert len(fake.calls) == 1  # only Busy is retried
 
@@ -439,12 +439,19 @@ def test_busy_destroy_unmounts_then_retries():
     assert fake.slept == [Z.BUSY_DELAYS[0]]
 
 
-def test_busy_gives_up_after_about_two_seconds():
+def test_busy_destroy_gives_up_after_about_ten_seconds():
     fake = FakeZfs([BUSY] * 20, mounted="no")
     with pytest.raises(Busy):
         fake.zfs().destroy("tank/a")
-    assert 1.5 <= sum(fake.slept) <= 2.5
+    assert 9 <= sum(fake.slept) <= 11
     assert fake.slept == sorted(fake.slept)  # back-off
+
+
+def test_busy_elsewhere_gives_up_after_about_two_seconds():
+    fake = FakeZfs([BUSY] * 20)
+    with pytest.raises(Busy):
+        fake.zfs().unmount("tank/a")
+    assert 1.5 <= sum(fake.slept) <= 2.5
 
 
 @pytest.mark.parametrize("call", [

@@ -30,6 +30,9 @@ from .errors import AlreadyExists, Busy, CommandError, InUse, InvalidInput, Jetp
 
 # Waits between attempts while zfs says "dataset is busy": about 2 s in all.
 BUSY_DELAYS = (0.1, 0.2, 0.3, 0.5, 0.9)
+# Destroying what a pod just used: zfs-fuse may stay busy for seconds after the pod's processes
+# (a build's package installs) are gone, while it flushes: about 10 s in all.
+DESTROY_BUSY_DELAYS = BUSY_DELAYS + (1.5, 2.5, 4.0)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -367,9 +370,9 @@ class Zfs:
             raise error_for(argv, rc, out, err)
         return out
 
-    def _retry(self, argv, ok=()) -> str:
-        """_check, retrying while zfs says "dataset is busy" (about 2 s in all)."""
-        for delay in BUSY_DELAYS:
+    def _retry(self, argv, ok=(), delays=BUSY_DELAYS) -> str:
+        """_check, retrying while zfs says "dataset is busy" (about 2 s in all by default)."""
+        for delay in delays:
             try:
                 return self._check(argv, ok)
             except Busy:
@@ -472,15 +475,15 @@ class Zfs:
         try:
             self._check(argv)
         except Busy:
-            self._unmount_tree(name, recursive)
-            self._retry(argv)
+            self._unmount_tree(name, recursive, DESTROY_BUSY_DELAYS)
+            self._retry(argv, delays=DESTROY_BUSY_DELAYS)
 
-    def _unmount_tree(self, name, recursive=True) -> list:
+    def _unmount_tree(self, name, recursive=True, delays=BUSY_DELAYS) -> list:
         """Unmount a dataset (and with recursive, its mounted descendants, children first)."""
         tree = self.get_tree(name, ["mounted"], depth=None if recursive else 0)
         mounted = [ds for ds, values in tree.items() if values["mounted"] == "yes"]
         for ds in reversed(mounted):
-            self.unmount(ds)
+            self._retry(argv_unmount(ds), ok=("not currently mounted",), delays=delays)
         return mounted
 
     def mount(self, name):
