@@ -66,14 +66,15 @@ def _zygote_pid(store_root) -> list:
 
 
 def _wait_gone(pid, attempts=200) -> None:
-    """Until pid is dead: gone, or a zombie (its parent may be an init that never reaps, as on
-    this project's VMs, where killed processes stay zombies)."""
+    """Until pid is dead: gone, a zombie, or exiting (PF_EXITING). On this project's VMs init never
+    reaps: killed processes stay zombies, and a killed pod holder (PID 1 of its namespace) stays
+    exiting for good, waiting for its namespace's zombies to be reaped."""
     for _attempt in range(attempts):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        if _state(pid) in ("", "Z"):
+        if _dead(pid):
             return
         try:  # our own child (not here, but harmless): reap it
             os.waitpid(pid, os.WNOHANG)
@@ -100,10 +101,14 @@ def run_playbook(playbook, extra_vars, check=False) -> subprocess.CompletedProce
     return proc
 
 
-def _state(pid) -> str:
-    """The state letter in /proc/<pid>/stat; "" when the process is gone."""
+PF_EXITING = 0x4  # include/linux/sched.h: the process is being killed
+
+
+def _dead(pid) -> bool:
+    """Gone, a zombie, or exiting, from /proc/<pid>/stat (state is field 3, flags field 9)."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        return ""
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return True
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
