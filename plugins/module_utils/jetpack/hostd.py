@@ -29,6 +29,7 @@ import threading
 import time
 
 from . import dns, metadata
+from .daemon import spawn_detached
 from .errors import JetpackError
 from .store import listdir, read_json
 
@@ -269,24 +270,12 @@ def launch(store_root: str, mountpoint: str, core: str, listen: dict, port: int,
     argv = [sys.executable or "/usr/bin/python3", "-m", "jetpack.hostd", "--root", store_root,
             "--mountpoint", mountpoint, "--state-dir", directory, "--port", str(port)] + list(extra)
     argv += ["%s=%s" % (name, address) for name, found in sorted(listen.items()) for address in found]
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": core,
-           "LC_ALL": "C.UTF-8"}
     log_fd = os.open(paths["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     ready_r, ready_w = os.pipe()
     try:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                import subprocess
-                subprocess.Popen(argv, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=ready_w, stderr=log_fd,
-                                 close_fds=True, start_new_session=True)
-                code = 0
-            finally:
-                os._exit(code)
+        status = spawn_detached(argv, core, ready_w, log_fd)
         os.close(ready_w)
         ready_w = -1
-        status = os.waitpid(pid, 0)[1]
         line = _read_line(ready_r, LAUNCH_TIMEOUT) if status == 0 else b""
     finally:
         for fd in (log_fd, ready_r, ready_w):

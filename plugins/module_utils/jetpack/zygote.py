@@ -34,6 +34,7 @@ import socket
 import sys
 import time
 
+from .daemon import spawn_detached
 from .errors import JetpackError
 from .supervisor import close_quietly, drain, wake_only
 
@@ -412,20 +413,8 @@ def launch(socket_path: str, core_dir: str, timeout: float = LAUNCH_TIMEOUT) -> 
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     python = sys.executable or "/usr/bin/python3"
     argv = [python, "-m", "jetpack.zygote", "--socket", socket_path]
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": core_dir,
-           "LC_ALL": "C.UTF-8"}
     try:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                import subprocess
-                subprocess.Popen(argv, cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
-                                 close_fds=True, start_new_session=True)
-                code = 0
-            finally:
-                os._exit(code)
-        status = os.waitpid(pid, 0)[1]
+        status = spawn_detached(argv, core_dir, log_fd, log_fd)
     finally:
         os.close(log_fd)
     if status != 0:
